@@ -1,0 +1,224 @@
+"""Run a checkpoint on a case: device choice with CPU fallback, normalisation, brain crop, windowing.
+
+The network sees the brain's bounding box only, normalised per channel over brain voxels, either in
+one pass over the whole box (default, fastest on CPU) or by MONAI's sliding window. Test-time flips
+average the sigmoid outputs of mirrored inputs; their spread is the voxel-wise uncertainty.
+
+Example:
+    >>> from napari_brainseg.io import load_case
+    >>> from napari_brainseg.model import load_model
+    >>> model, info = load_model("bundled")  # doctest: +SKIP
+    >>> result = segment(load_case(path).image, model, device="cpu")  # doctest: +SKIP
+    >>> result.labels.dtype, sorted(set(result.labels.ravel()))  # doctest: +SKIP
+    (dtype('uint8'), [0, 1, 2, 4])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .labels import labels_from_regions
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+BRAIN_MARGIN = 4
+NET_MULTIPLE = 16
+FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class DeviceError(RuntimeError):
+    """A compute device that was asked for but is not available."""
+
+
+class Cancelled(Exception):
+    """Raised inside inference when the caller asked it to stop."""
+
+
+@dataclass
+class Segmentation:
+    """The result of :func:`segment`, in the same (display) space as the input image."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    uncertainty: np.ndarray | None
+    device: str
+    seconds: float
+    fell_back_to_cpu: bool = False
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on, best first, always ending with ``"cpu"``."""
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if _mps_available():
+        found.append("mps")
+    return found + ["cpu"]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; a named device must be present."""
+    name = name.lower()
+    if name not in DEVICES:
+        raise DeviceError(f"Unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
+    available = available_devices()
+    if name == "auto":
+        return torch.device(available[0])
+    if name not in available:
+        raise DeviceError(
+            f"{name.upper()} was asked for but is not available on this machine "
+            f"(available: {', '.join(available)}). Choose 'auto' or 'cpu'."
+        )
+    return torch.device(name)
+
+
+def brain_box(image: np.ndarray, margin: int = BRAIN_MARGIN) -> tuple[slice, slice, slice]:
+    """The bounding box of non-zero voxels over all channels of a (C, Z, Y, X) stack, plus a margin."""
+    brain = np.any(image != 0, axis=0)
+    if not brain.any():
+        raise ValueError("The image holds no brain voxels (all channels are zero).")
+    box = []
+    for axis, size in enumerate(brain.shape):
+        hits = np.flatnonzero(brain.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, size)))
+    return tuple(box)
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Z-score each channel over its non-zero (brain) voxels; background stays 0 (MONAI's transform)."""
+    from monai.transforms import NormalizeIntensity
+
+    return np.asarray(NormalizeIntensity(nonzero=True, channel_wise=True)(image.astype(np.float32)))
+
+
+def _round_up(size: int, multiple: int = NET_MULTIPLE) -> int:
+    return int(math.ceil(size / multiple) * multiple)
+
+
+def count_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
+    """How many windows MONAI's sliding window takes over ``shape`` (for progress)."""
+    total = 1
+    for size, r in zip(shape, roi):
+        if size <= r:
+            continue
+        step = max(int(r * (1 - overlap)), 1)
+        total *= math.ceil((size - r) / step) + 1
+    return total
+
+
+def _flip_passes(x: torch.Tensor, flips: Sequence[tuple[int, ...]]):
+    for axes in flips:
+        yield axes, (torch.flip(x, axes) if axes else x)
+
+
+def predict_regions(
+    model: nn.Module,
+    image: np.ndarray,
+    device: torch.device,
+    roi_size: Sequence[int] | None = None,
+    overlap: float = 0.25,
+    tta: bool = False,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean sigmoid WT/TC/ET probabilities for a normalised (C, Z, Y, X) crop, and their TTA spread.
+
+    ``roi_size=None`` runs the whole crop in one pass (padded to a multiple of 16).
+    """
+    from monai.inferers import sliding_window_inference
+
+    flips = FLIP_AXES if tta else FLIP_AXES[:1]
+    roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
+    per_pass = count_windows(image.shape[1:], roi, overlap)
+    total, done = per_pass * len(flips), 0
+
+    def window(batch: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        if should_stop is not None and should_stop():
+            raise Cancelled("Segmentation cancelled.")
+        out = model(batch)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        return out
+
+    x = torch.from_numpy(image[None]).to(device)
+    members = []
+    with torch.inference_mode():
+        for axes, flipped in _flip_passes(x, flips):
+            logits = sliding_window_inference(flipped, roi, 1, window, overlap=overlap, mode="gaussian")
+            probs = torch.sigmoid(logits)
+            members.append((torch.flip(probs, axes) if axes else probs)[0].float().cpu().numpy())
+    stack = np.stack(members)
+    spread = stack.std(axis=0).max(axis=0) if len(members) > 1 else None
+    return stack.mean(axis=0), spread
+
+
+def _run_with_cpu_fallback(run: Callable[[torch.device], object], device: torch.device):
+    """Run on ``device``; if an accelerator lacks an op or returns NaN, run again on the CPU."""
+    if device.type == "cpu":
+        return run(device), False
+    try:
+        result = run(device)
+    except Cancelled:
+        raise
+    except (RuntimeError, NotImplementedError, TypeError) as err:
+        warnings.warn(f"{device.type.upper()} failed ({str(err).splitlines()[0]}); running on CPU instead.")
+        return run(torch.device("cpu")), True
+    if np.isnan(result[0]).any():
+        warnings.warn(f"{device.type.upper()} returned NaN probabilities; running on CPU instead.")
+        return run(torch.device("cpu")), True
+    return result, False
+
+
+def segment(
+    image: np.ndarray,
+    model: nn.Module,
+    device: str | torch.device = "auto",
+    roi_size: Sequence[int] | None = None,
+    overlap: float = 0.25,
+    tta: bool = False,
+    threshold: float = 0.5,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Segmentation:
+    """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X)."""
+    start = time.perf_counter()
+    dev = device if isinstance(device, torch.device) else select_device(device)
+    box = brain_box(image)
+    crop = normalise(image[(slice(None), *box)])
+
+    def run(d: torch.device):
+        return predict_regions(model.to(d), crop, d, roi_size, overlap, tta, progress, should_stop)
+
+    (probs_crop, spread_crop), fell_back = _run_with_cpu_fallback(run, dev)
+    probabilities = np.zeros((probs_crop.shape[0], *image.shape[1:]), dtype=np.float32)
+    probabilities[(slice(None), *box)] = probs_crop
+    uncertainty = None
+    if spread_crop is not None:
+        uncertainty = np.zeros(image.shape[1:], dtype=np.float32)
+        uncertainty[box] = spread_crop
+    brain = np.any(image != 0, axis=0)
+    labels = labels_from_regions((probabilities > threshold) & brain)
+    return Segmentation(
+        labels=labels,
+        probabilities=probabilities,
+        uncertainty=uncertainty,
+        device="cpu" if fell_back else dev.type,
+        seconds=time.perf_counter() - start,
+        fell_back_to_cpu=fell_back,
+    )

@@ -1,0 +1,127 @@
+"""BraTS label conventions: classes, evaluation regions, colours, volumes and clean-ups.
+
+The plugin works in the BraTS 2017-2021 convention throughout::
+
+    0 background, 1 NCR/NET (necrotic / non-enhancing core), 2 ED (oedema), 4 ET (enhancing)
+
+BraTS 2023+ writes ET as 3; :func:`to_brats2018` and :func:`to_brats2023` convert.
+The evaluation regions nest: WT = {1, 2, 4} contains TC = {1, 4} contains ET = {4}.
+
+Example:
+    >>> import numpy as np
+    >>> seg = np.array([0, 1, 2, 4], dtype=np.uint8)
+    >>> regions_from_labels(seg).astype(int).tolist()
+    [[0, 1, 1, 1], [0, 1, 0, 1], [0, 0, 0, 1]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+BACKGROUND, NCR, ED, ET = 0, 1, 2, 4
+ET_2023 = 3
+
+LABEL_NAMES: dict[int, str] = {NCR: "NCR/NET", ED: "oedema", ET: "enhancing"}
+LABEL_COLORS: dict[int | None, str] = {
+    None: "transparent",
+    BACKGROUND: "transparent",
+    NCR: "#ff3030",
+    ED: "#30d030",
+    ET: "#ffd700",
+}
+VALID_LABELS = frozenset({BACKGROUND, NCR, ED, ET})
+
+REGIONS: dict[str, frozenset[int]] = {
+    "WT": frozenset({NCR, ED, ET}),
+    "TC": frozenset({NCR, ET}),
+    "ET": frozenset({ET}),
+}
+REGION_NAMES: tuple[str, ...] = tuple(REGIONS)
+
+
+class LabelError(ValueError):
+    """A label map that does not follow the BraTS convention."""
+
+
+def check_labels(seg: np.ndarray) -> None:
+    """Raise :class:`LabelError` if ``seg`` holds values outside {0, 1, 2, 4}."""
+    found = set(np.unique(seg).tolist())
+    extra = found - VALID_LABELS
+    if extra:
+        hint = " (3 is the BraTS 2023 code for ET: convert with to_brats2018)" if extra == {3} else ""
+        raise LabelError(
+            f"Label map holds values {sorted(extra)} outside the BraTS labels "
+            f"{{0, 1, 2, 4}}{hint}."
+        )
+
+
+def to_brats2018(seg: np.ndarray) -> np.ndarray:
+    """Map a BraTS 2023+ label map (ET = 3) to the 2018 convention (ET = 4)."""
+    out = np.asarray(seg).astype(np.uint8, copy=True)
+    out[out == ET_2023] = ET
+    return out
+
+
+def to_brats2023(seg: np.ndarray) -> np.ndarray:
+    """Map a BraTS 2018 label map (ET = 4) to the 2023+ convention (ET = 3)."""
+    out = np.asarray(seg).astype(np.uint8, copy=True)
+    out[out == ET] = ET_2023
+    return out
+
+
+def regions_from_labels(seg: np.ndarray) -> np.ndarray:
+    """Stack the WT, TC and ET masks of a label map along a new first axis (bool)."""
+    return np.stack([np.isin(seg, sorted(REGIONS[name])) for name in REGION_NAMES])
+
+
+def labels_from_regions(regions: np.ndarray) -> np.ndarray:
+    """Turn nested WT/TC/ET masks (first axis) into a uint8 label map in {0, 1, 2, 4}.
+
+    Nesting is enforced the way BraTS winners decode: ET wins, then TC, then WT.
+    """
+    wt, tc, et = (np.asarray(r, dtype=bool) for r in regions)
+    seg = np.zeros(wt.shape, dtype=np.uint8)
+    seg[wt] = ED
+    seg[tc] = NCR
+    seg[et] = ET
+    return seg
+
+
+def voxel_volume_ml(spacing: Sequence[float]) -> float:
+    """Volume of one voxel in millilitres, for a spacing in millimetres."""
+    return float(np.prod(spacing)) / 1000.0
+
+
+def region_volumes_ml(seg: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """Volumes in mL of WT, TC, ET and of each label (keyed by its name)."""
+    counts = np.bincount(np.asarray(seg, dtype=np.uint8).ravel(), minlength=ET + 1)
+    per_voxel = voxel_volume_ml(spacing)
+    volumes = {
+        name: float(sum(counts[label] for label in members)) * per_voxel
+        for name, members in REGIONS.items()
+    }
+    volumes.update({LABEL_NAMES[label]: float(counts[label]) * per_voxel for label in LABEL_NAMES})
+    return volumes
+
+
+def fill_holes(seg: np.ndarray, label: int) -> np.ndarray:
+    """Voxel mask of background holes enclosed by ``label``, slice by slice and in 3-D."""
+    mask = seg == label
+    filled = ndimage.binary_fill_holes(mask)
+    for z in range(mask.shape[0]):
+        filled[z] |= ndimage.binary_fill_holes(mask[z])
+    return filled & (seg == BACKGROUND)
+
+
+def small_islands(seg: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Voxel mask of tumour components (any label, 26-connected) smaller than ``min_voxels``."""
+    if min_voxels < 1:
+        raise ValueError(f"min_voxels must be at least 1, got {min_voxels}.")
+    components, _ = ndimage.label(seg > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(components.ravel())
+    small = sizes < min_voxels
+    small[0] = False
+    return small[components]

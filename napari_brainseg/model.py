@@ -1,0 +1,165 @@
+"""The segmentation network and its self-describing checkpoint format.
+
+A checkpoint is one ``torch.save`` file holding a plain dict: the weights and everything needed to
+use them (architecture and arguments, channel order, normalisation, output encoding, patch size,
+training cases, metrics, version, lineage). :func:`load_model` rebuilds the network from that
+description alone, and refuses any file that is not such a checkpoint.
+
+Example:
+    >>> model, info = load_model("bundled")  # doctest: +SKIP
+    >>> info.model_id, info.arch  # doctest: +SKIP
+    ('brainseg-unet3d-...', 'monai.UNet')
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .io import MODALITIES
+
+FORMAT = "napari-brainseg-checkpoint"
+FORMAT_VERSION = 1
+BUNDLED_PATH = Path(__file__).parent / "weights" / "brainseg_unet3d.pt"
+BUNDLED = "bundled"
+
+DEFAULT_ARCH = "monai.UNet"
+DEFAULT_ARCH_KWARGS: dict[str, Any] = {
+    "spatial_dims": 3,
+    "in_channels": len(MODALITIES),
+    "out_channels": 3,
+    "channels": [8, 16, 32, 64, 128],
+    "strides": [2, 2, 2, 2],
+    "num_res_units": 2,
+    "norm": "instance",
+    "dropout": 0.1,
+}
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable napari-brainseg checkpoint."""
+
+
+@dataclass
+class ModelInfo:
+    """Everything a checkpoint says about its model, apart from the weights."""
+
+    model_id: str
+    version: str = "0.0.0"
+    arch: str = DEFAULT_ARCH
+    arch_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCH_KWARGS))
+    channels: list[str] = field(default_factory=lambda: list(MODALITIES))
+    normalisation: str = "z-score per channel over brain (non-zero) voxels, background 0"
+    output: str = "sigmoid regions WT, TC, ET (threshold 0.5); decoded ET->4, TC-ET->1, WT-TC->2"
+    labels: dict[str, int] = field(default_factory=lambda: {"NCR/NET": 1, "oedema": 2, "enhancing": 4})
+    orientation: str = "display axes (S, P, L): axis 0 inferior->superior"
+    patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
+    train_cases: list[str] = field(default_factory=list)
+    val_cases: list[str] = field(default_factory=list)
+    corrected_cases: list[str] = field(default_factory=list)
+    parent: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in build_network(self).parameters())
+
+
+ARCHITECTURES = {"monai.UNet": "monai.networks.nets.UNet"}
+
+
+def build_network(info: ModelInfo) -> nn.Module:
+    """The (untrained) network that ``info`` describes."""
+    if info.arch not in ARCHITECTURES:
+        raise CheckpointError(
+            f"Unknown architecture {info.arch!r}; this version of napari-brainseg knows "
+            f"{', '.join(ARCHITECTURES)}. Update the plugin or retrain with it."
+        )
+    from monai.networks.nets import UNet
+
+    kwargs = dict(info.arch_kwargs)
+    for key in ("channels", "strides"):
+        kwargs[key] = tuple(kwargs[key])
+    return UNet(**kwargs)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, half: bool = False) -> Path:
+    """Write ``model`` and ``info`` atomically to ``path`` (fp16 weights when ``half``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = model.module if hasattr(model, "module") else model
+    state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in module.state_dict().items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "info": asdict(info), "state_dict": state}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def resolve_model_path(model: str | Path) -> Path:
+    """The checkpoint file for ``"bundled"`` or a path."""
+    path = BUNDLED_PATH if str(model) == BUNDLED else Path(model).expanduser()
+    if not path.is_file():
+        if str(model) == BUNDLED:
+            raise CheckpointError(f"The bundled weights {path} are missing; reinstall napari-brainseg.")
+        raise CheckpointError(f"Checkpoint {path} does not exist.")
+    return path
+
+
+def read_checkpoint(model: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, after checking that it is one of ours."""
+    path = resolve_model_path(model)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for foreign or corrupt files
+        raise CheckpointError(
+            f"{path.name} is not a napari-brainseg checkpoint (it could not be read: {type(err).__name__}). "
+            "Pick a .pt file written by `python -m training train` or by the Retrain widget."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path.name} is a PyTorch file but not a napari-brainseg checkpoint (no '{FORMAT}' marker). "
+            "Checkpoints from other tools need their own code; pick one written by `python -m training`."
+        )
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path.name} uses checkpoint format {payload['format_version']}, newer than this plugin's "
+            f"{FORMAT_VERSION}; update napari-brainseg."
+        )
+    return payload
+
+
+def info_from_dict(raw: dict[str, Any]) -> ModelInfo:
+    """A :class:`ModelInfo` from its dict form, ignoring keys a newer version may have added."""
+    known = {f for f in ModelInfo.__dataclass_fields__}
+    return ModelInfo(**{k: v for k, v in raw.items() if k in known})
+
+
+def load_model(model: str | Path = BUNDLED) -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the network a checkpoint describes, load its weights, and return it in eval mode."""
+    payload = read_checkpoint(model)
+    info = info_from_dict(payload["info"])
+    network = build_network(info)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(
+            f"{resolve_model_path(model).name}: its weights do not fit the architecture it declares ({first})."
+        ) from None
+    return network.eval(), info
