@@ -248,25 +248,26 @@ def read_nifti(path: str | Path) -> nib.Nifti1Image:
     return image
 
 
-def read_array(image: nib.Nifti1Image, path: str | Path, dtype: type = np.float32) -> np.ndarray:
-    """The voxel array of an opened NIfTI, with truncated or corrupt data reported clearly."""
+def read_array(image: nib.Nifti1Image, path: str | Path) -> np.ndarray:
+    """The voxel array of an opened NIfTI (scaled if the header says so), corrupt data reported clearly."""
     try:
-        return np.asarray(image.dataobj, dtype=dtype)
+        return np.asanyarray(image.dataobj)
     except (EOFError, OSError, zlib.error, ValueError) as err:
         raise BratsInputError(
             f"{Path(path).name} is corrupt or truncated ({err}); copy it again from its source."
         ) from None
 
 
-def load_volume(path: str | Path, dtype: type = np.float32) -> tuple[np.ndarray, Geometry]:
-    """One 3-D NIfTI as a display-orientation array and its :class:`Geometry`."""
+def load_volume(path: str | Path, dtype: type | None = None) -> tuple[np.ndarray, Geometry]:
+    """One 3-D NIfTI as a display-orientation array (``dtype``, or as stored) and its :class:`Geometry`."""
     image = read_nifti(path)
     geometry = Geometry(image.affine.copy(), tuple(int(s) for s in image.shape), image.header.copy())
-    return geometry.to_display(read_array(image, path, dtype)), geometry
+    data = geometry.to_display(read_array(image, path))
+    return (data if dtype is None else data.astype(dtype, copy=False)), geometry
 
 
 def _check_intensities(data: np.ndarray, path: Path) -> None:
-    n_nan = int(np.count_nonzero(~np.isfinite(data)))
+    n_nan = int(np.count_nonzero(~np.isfinite(data))) if data.dtype.kind == "f" else 0
     if n_nan:
         raise BratsInputError(
             f"{path.name} holds {n_nan} NaN or infinite voxels; replace them (e.g. with 0) before segmenting."
@@ -282,25 +283,26 @@ def _same_grid(a: Geometry, b: Geometry) -> bool:
 def load_case(source: str | Path | CaseFiles, with_seg: bool = True) -> LoadedCase:
     """Load and validate a BraTS case (a folder, one of its files, or :class:`CaseFiles`)."""
     files = source if isinstance(source, CaseFiles) else find_case(source)
-    channels, reference = [], None
-    for modality in MODALITIES:
+    image, reference = None, None
+    for channel, modality in enumerate(MODALITIES):
         path = files.images[modality]
         data, geometry = load_volume(path)
         _check_intensities(data, path)
         if reference is None:
             reference = geometry
+            image = np.empty((len(MODALITIES), *data.shape), dtype=np.float32)
         elif not _same_grid(reference, geometry):
             raise BratsInputError(_mismatch_message(files, modality, reference, geometry))
-        channels.append(data)
+        image[channel] = data
     seg = None
     if with_seg and files.seg is not None:
         seg = load_seg(files.seg, reference)
-    return LoadedCase(files, np.stack(channels), reference, seg)
+    return LoadedCase(files, image, reference, seg)
 
 
 def load_seg(path: str | Path, reference: Geometry) -> np.ndarray:
     """A label map on ``reference``'s grid, in display orientation and the 2018 convention."""
-    data, geometry = load_volume(path, dtype=np.float32)
+    data, geometry = load_volume(path)
     if not _same_grid(reference, geometry):
         raise BratsInputError(
             f"Label map {Path(path).name} has shape {geometry.shape} and affine that differ from the "

@@ -1,40 +1,75 @@
-"""``python -m training {train,evaluate}``: train the bundled model's architecture, score a model."""
+"""``python -m training {train,finetune,evaluate,register}``: train a model, fine-tune one on corrections,
+score one, add one to the plugin's model list.
+
+A run folder (``--out``) that already holds ``state.pt`` is resumed from its last completed epoch:
+after an interruption, run the same command again. Under ``torchrun`` (``python -m torch.distributed.run
+--nproc_per_node N -m training train ...``) the processes share the work (one GPU each with CUDA).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "brats2018"
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], help="folders of BraTS cases or corrections")
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """The options ``train`` and ``finetune`` share."""
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, split); resumed if it exists")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--val-split", default=None, help="JSON file with 'train' and 'val' case id lists")
+    p.add_argument("--val-data", action="extend", nargs="+", default=None,
+                   help="folders of validation cases (left out of training)")
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patch-size", type=int, nargs=3, default=[96, 96, 96])
     p.add_argument("--model-id", default=None)
     p.add_argument("--version", default="1.0.0")
+    p.add_argument("--correction-share", type=float, default=0.5,
+                   help="least share of patches drawn from corrected cases when original cases are mixed in")
 
 
-def _config(args: argparse.Namespace, **extra):
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], help="folders of BraTS cases or corrections")
+    _add_run_args(p)
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--arch-kwargs", type=json.loads, default=None,
+                   help='JSON overrides of the network\'s arguments, e.g. \'{"channels": [8, 16], "strides": [2]}\'')
+
+
+def _add_finetune_args(p: argparse.ArgumentParser) -> None:
+    from .finetune import FINETUNE_EPOCHS, FINETUNE_STEPS_PER_EPOCH
+
+    p.add_argument("--base", default="bundled", help="'bundled' or the path of the checkpoint to start from")
+    p.add_argument("--data", action="extend", nargs="+", required=True,
+                   help="corrections dataset(s), and the original cases to mix in (repeat --data or list several)")
+    _add_run_args(p)
+    p.set_defaults(epochs=FINETUNE_EPOCHS, steps_per_epoch=FINETUNE_STEPS_PER_EPOCH, lr=None, patch_size=None,
+                   version=None)
+
+
+def _run_settings(args: argparse.Namespace) -> dict:
+    return {
+        "max_steps": args.max_steps, "device": args.device, "val_split": args.val_split,
+        "val_data": args.val_data, "val_fraction": args.val_fraction, "seed": args.seed, "lr": args.lr,
+        "patch_size": list(args.patch_size) if args.patch_size else None, "model_id": args.model_id,
+        "version": args.version, "correction_share": args.correction_share,
+    }
+
+
+def _config(args: argparse.Namespace):
     from .train import TrainConfig
 
-    return TrainConfig(
-        data=args.data, out=args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        max_steps=args.max_steps, device=args.device, val_split=args.val_split, val_fraction=args.val_fraction,
-        val_every=args.val_every, seed=args.seed, lr=args.lr, patch_size=list(args.patch_size),
-        model_id=args.model_id, version=args.version, **extra,
-    )
+    return TrainConfig(data=args.data, out=args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                       val_every=args.val_every, arch_kwargs=args.arch_kwargs, **_run_settings(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -53,6 +88,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar.close()
     if trainer.rank == 0:
         print(f"Checkpoint: {path}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .finetune import REPORT_FILE, finetune, finetune_config
+    from .train import Progress, drive
+
+    cfg = finetune_config(args.base, args.data, args.out, args.epochs, args.steps_per_epoch, **_run_settings(args))
+    bars: dict[str, tqdm] = {}
+    quiet = int(os.environ.get("RANK", "0")) != 0
+
+    def progress(p: Progress) -> None:
+        if p.stage not in bars:
+            unit = "step" if p.stage == "train" else "case"
+            bars[p.stage] = tqdm(total=p.total, initial=p.done - 1, desc=p.stage, unit=unit, disable=quiet)
+        bars[p.stage].update(p.done - bars[p.stage].n)
+        if p.loss is not None:
+            bars[p.stage].set_postfix(loss=f"{p.loss:.3f}")
+
+    result = drive(finetune(cfg, log=tqdm.write), progress)
+    for bar in bars.values():
+        bar.close()
+    if result is None:
+        return 0
+    info = result.info
+    print(f"New model {info.model_id} (version {info.version}, parent {info.parent}): {result.checkpoint}")
+    print(f"Corrected cases it has seen: {', '.join(info.corrected_cases) or 'none'}")
+    print(result.report)
+    print(f"Scores per case: {Path(cfg.out) / REPORT_FILE}")
+    print(f"To use it in napari: python -m training register {result.checkpoint} --name NAME")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from napari_brainseg.registry import register_model
+
+    entry = register_model(args.checkpoint, name=args.name)
+    print(f"Registered model {entry.name!r} ({entry.model_id}, version {entry.version}): {entry.path}")
     return 0
 
 
@@ -87,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model from scratch on BraTS cases")
     _add_train_args(train)
     train.set_defaults(func=cmd_train)
+    ft = sub.add_parser("finetune", help="fine-tune a model on corrected cases and compare it with its base")
+    _add_finetune_args(ft)
+    ft.set_defaults(func=cmd_finetune)
     ev = sub.add_parser("evaluate", help="per-case and mean Dice and HD95 for WT, TC, ET")
     ev.add_argument("--model", default="bundled", help="'bundled' or a checkpoint path")
     ev.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)])
@@ -97,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding window size (default: one pass)")
     ev.add_argument("--report", nargs="*", help="write the scores to .csv and/or .json files")
     ev.set_defaults(func=cmd_evaluate)
+    reg = sub.add_parser("register", help="add a checkpoint to the models the plugin offers")
+    reg.add_argument("checkpoint", help="a model.pt written by train or finetune")
+    reg.add_argument("--name", default=None, help="the name to list it under (default: its model id)")
+    reg.set_defaults(func=cmd_register)
     return parser
 
 
@@ -107,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("Interrupted. The run folder keeps the last completed epoch: run the same command again to resume.",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

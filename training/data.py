@@ -2,8 +2,11 @@
 
 Cases are found recursively under each folder given, in either BraTS naming. A corrections dataset
 (written by the plugin's export) holds ``<case_id>/v<N>/`` version folders: the newest version of
-each case is used unless ``all_versions`` is asked for. When the same case id is found in several
-places, the later data folder wins (so corrections given after the original data replace it).
+each case is used unless ``all_versions`` is asked for. A corrected case replaces the original case of
+the same id whatever the order of the folders; between two equal candidates the later folder wins.
+
+Fine-tuning mixes a handful of corrected cases with many original ones: :func:`sampling_weights`
+draws the corrected cases for at least a set share of the patches so that they are not drowned.
 
 Example:
     >>> cases = discover_cases(["../shared/data/brats2018"])  # doctest: +SKIP
@@ -13,17 +16,16 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import random
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from napari_brainseg.export import VERSION_DIR
 from napari_brainseg.inference import brain_box, normalise
 from napari_brainseg.io import BratsInputError, CaseFiles, find_case, is_case_folder, load_case
-
-VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
 def _version_of(files: CaseFiles) -> int:
@@ -40,21 +42,23 @@ def _case_folders(root: Path) -> Iterable[Path]:
     if is_case_folder(root):
         yield root
     for sub in sorted(p for p in root.rglob("*") if p.is_dir()):
-        if is_case_folder(sub):
+        hidden = any(part.startswith(".") for part in sub.relative_to(root).parts)  # e.g. an export in progress
+        if not hidden and is_case_folder(sub):
             yield sub
 
 
 def discover_cases(folders: Sequence[str | Path], all_versions: bool = False) -> list[CaseFiles]:
     """Every labelled case under ``folders``; the newest correction of a case unless ``all_versions``."""
-    chosen: dict[str, CaseFiles] = {}
     every: list[CaseFiles] = []
     for root in folders:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise BratsInputError(f"Data folder {root} does not exist or is not a folder.")
-        labelled = [f for f in map(find_case, _case_folders(root)) if f.seg is not None]
-        every += labelled
-        for files in sorted(labelled, key=_version_of):  # newest version last, so it wins
+        every += [f for f in map(find_case, _case_folders(root)) if f.seg is not None]
+    chosen: dict[str, CaseFiles] = {}
+    for files in every:  # in folder order, so that the later of two equal versions wins
+        current = chosen.get(files.case_id)
+        if current is None or _version_of(files) >= _version_of(current):
             chosen[files.case_id] = files
     found = every if all_versions else list(chosen.values())
     if not found:
@@ -87,7 +91,37 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
 
 
 def write_split(split: dict[str, list[str]], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(split, indent=2) + "\n")
+    """Write a split file atomically (other processes of a distributed run may be reading it)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(split, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def shard_cases(cases: Sequence[CaseFiles], rank: int, world: int) -> list[CaseFiles]:
+    """One process's share of the training cases, corrected and original cases dealt out evenly.
+
+    A process left without a case (more processes than cases) gets them all.
+    """
+    corrected = [c for c in cases if is_correction(c)]
+    original = [c for c in cases if not is_correction(c)]
+    return corrected[rank::world] + original[rank::world] or list(cases)
+
+
+def sampling_weights(cases: Sequence[CaseFiles], correction_share: float) -> list[float] | None:
+    """Per-case sampling weights that draw corrected cases for at least ``correction_share`` of the patches.
+
+    ``None`` when the cases are all corrected or all original (uniform sampling). Otherwise the corrected
+    cases share ``max(correction_share, their fraction of the cases)`` equally, the original cases the rest.
+    """
+    if not 0 < correction_share < 1:
+        raise ValueError(f"The corrections' share of patches must be between 0 and 1, got {correction_share}.")
+    corrected = [is_correction(c) for c in cases]
+    n_corrected, n = sum(corrected), len(corrected)
+    if n_corrected in (0, n):
+        return None
+    share = max(correction_share, n_corrected / n)
+    return [share / n_corrected if c else (1 - share) / (n - n_corrected) for c in corrected]
 
 
 def load_training_case(files: CaseFiles) -> dict:

@@ -49,6 +49,20 @@ def mean_scores(rows: Sequence[dict]) -> dict[str, float]:
     return {k: float(np.mean([row[k] for row in rows])) for k in keys}
 
 
+def score_case(
+    model: torch.nn.Module,
+    files: CaseFiles,
+    device: str | torch.device = "cpu",
+    tta: bool = False,
+    roi_size: Sequence[int] | None = None,
+) -> dict:
+    """Segment one case and score it against its expert labels: one row."""
+    case = load_case(files)
+    result = segment(case.image, model, device=device, tta=tta, roi_size=roi_size)
+    return {"case_id": case.case_id, **region_scores(result.labels, case.seg, case.spacing),
+            "seconds": round(result.seconds, 2)}
+
+
 def evaluate_cases(
     model: torch.nn.Module,
     cases: Sequence[CaseFiles],
@@ -60,13 +74,38 @@ def evaluate_cases(
     """Segment each case and score it against its expert labels; one row per case."""
     rows = []
     for i, files in enumerate(cases):
-        case = load_case(files)
-        result = segment(case.image, model, device=device, tta=tta, roi_size=roi_size)
-        rows.append({"case_id": case.case_id, **region_scores(result.labels, case.seg, case.spacing),
-                     "seconds": round(result.seconds, 2)})
+        rows.append(score_case(model, files, device, tta, roi_size))
         if progress is not None:
             progress(i + 1, len(cases), rows[-1])
     return rows
+
+
+def compare_scores(base_rows: Sequence[dict], new_rows: Sequence[dict]) -> list[dict]:
+    """Mean of every score for two models on the same cases: ``metric, base, new, change, worse``.
+
+    Higher Dice and lower HD95 are better; a change too small to show at three decimals is no change.
+    """
+    base, new = mean_scores(base_rows), mean_scores(new_rows)
+    rows = []
+    for metric in base:
+        change = round(new[metric] - base[metric], 3)
+        worse = change < 0 if metric.startswith("Dice_") else change > 0
+        rows.append({"metric": metric, "base": base[metric], "new": new[metric], "change": change, "worse": worse})
+    return rows
+
+
+def format_comparison(comparison: Sequence[dict], base_name: str, n_cases: int) -> str:
+    """A before/after table of mean scores and a plain verdict on whether to keep the new model."""
+    lines = [f"Mean over {n_cases} validation case(s)  (Dice: higher is better; HD95 in mm: lower is better)",
+             f"{'metric':10}{'base':>10}{'new':>10}{'change':>10}"]
+    lines += [f"{r['metric']:10}{r['base']:10.3f}{r['new']:10.3f}{r['change']:+10.3f}"
+              + ("   worse" if r["worse"] else "") for r in comparison]
+    worse = [r["metric"] for r in comparison if r["worse"]]
+    if worse:
+        lines.append(f"WORSE than the base on {', '.join(worse)}: keep the base model ({base_name}).")
+    else:
+        lines.append(f"Not worse than the base ({base_name}) on any score.")
+    return "\n".join(lines)
 
 
 def format_table(rows: Sequence[dict]) -> str:

@@ -1,10 +1,12 @@
 """The training loop: patches from cached cases, Dice + BCE on WT/TC/ET, AdamW with warm-up and cosine decay.
 
 One loop serves ``train`` and ``finetune`` (which starts from a base checkpoint). It runs on one
-device or under ``torchrun`` with DistributedDataParallel (gloo on CPU, NCCL on CUDA); rank 0 logs,
-validates and writes. Every epoch it writes ``RUN_DIR/state.pt`` (to resume after an interruption)
-and ``RUN_DIR/model.pt`` (a self-describing checkpoint the plugin loads). It is deterministic for a
-given seed, and a resumed run re-seeds each epoch exactly as an uninterrupted one would.
+device or under ``torchrun`` with DistributedDataParallel (gloo on CPU, NCCL with one GPU per process
+on CUDA): each process trains on its own share of the cases, DDP averages the gradients, and rank 0
+logs, validates and writes. Every epoch it writes ``RUN_DIR/state.pt`` (to resume after an
+interruption) and ``RUN_DIR/model.pt`` (a self-describing checkpoint the plugin loads), both
+atomically. It is deterministic for a given seed, and a resumed run re-seeds each epoch exactly as an
+uninterrupted one would, so it ends with the same weights.
 """
 
 from __future__ import annotations
@@ -13,21 +15,33 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from napari_brainseg.inference import select_device
+from napari_brainseg.inference import Cancelled, select_device
 from napari_brainseg.io import CaseFiles
-from napari_brainseg.model import ModelInfo, build_network, load_model, save_checkpoint
+from napari_brainseg.model import DEFAULT_ARCH_KWARGS, ModelInfo, build_network, load_model, save_checkpoint
 
-from .data import discover_cases, is_correction, load_training_case, make_split, read_split, training_transforms, write_split
+from .data import (
+    discover_cases,
+    is_correction,
+    load_training_case,
+    make_split,
+    read_split,
+    sampling_weights,
+    shard_cases,
+    training_transforms,
+    write_split,
+)
 from .evaluate import evaluate_cases, mean_scores
 
+T = TypeVar("T")
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 LOG_FILE = "log.jsonl"
@@ -57,6 +71,12 @@ class TrainConfig:
     version: str = "1.0.0"
     model_id: str | None = None
     num_workers: int = 0
+    arch_kwargs: dict[str, Any] | None = None
+    """Overrides of the default network's arguments (e.g. smaller ``channels``); not with ``base``."""
+    val_data: list[str] | None = None
+    """Folders of validation cases; they are left out of training."""
+    correction_share: float = 0.5
+    """Least share of patches drawn from corrected cases when original cases are mixed in."""
 
     @property
     def total_steps(self) -> int:
@@ -64,12 +84,44 @@ class TrainConfig:
         return min(planned, self.max_steps) if self.max_steps else planned
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), initialising the process group when started by torchrun."""
+class Progress(NamedTuple):
+    """One step of a long job: its stage ("train", "evaluate base", ...), steps done and total, last loss."""
+
+    stage: str
+    done: int
+    total: int
+    loss: float | None = None
+
+
+def _distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun, joins the process group and takes this process's GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = select_device(device_name)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world, device
+
+
+def drive(job: Generator[Progress, None, T], progress: Callable[[Progress], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> T:
+    """Run a job that yields :class:`Progress` to its end and return its result.
+
+    ``progress`` sees every step; when ``should_stop()`` turns true (checked after each step) the job is
+    closed and :class:`~napari_brainseg.inference.Cancelled` raised.
+    """
+    while True:
+        try:
+            done = next(job)
+        except StopIteration as end:
+            return end.value
+        if progress is not None:
+            progress(done)
+        if should_stop is not None and should_stop():
+            job.close()
+            raise Cancelled(f"Stopped on request ({done.stage}, step {done.done} of {done.total}).")
 
 
 def _seed_everything(seed: int) -> None:
@@ -78,26 +130,56 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _resolve_split(cfg: TrainConfig, cases: Sequence[CaseFiles], run: Path) -> dict[str, list[str]]:
+def _choose_val(cfg: TrainConfig, cases: Sequence[CaseFiles], val_found: Sequence[CaseFiles],
+                held_out: Sequence[str]) -> list[str]:
+    """Validation case ids: a split file's, the validation folders', the base model's, or a seeded split.
+
+    Without a split file or validation folders, the base model's own validation cases are kept out when
+    present; otherwise original cases are split, and corrected cases are split only when nothing else is.
+    """
+    known = {c.case_id for c in cases}
+    if cfg.val_split:
+        return [i for i in read_split(cfg.val_split)["val"] if i in known]
+    if cfg.val_data:
+        return sorted({c.case_id for c in val_found})
+    original = known - {c.case_id for c in cases if is_correction(c)}
+    kept_out = [i for i in held_out if i in original]
+    if kept_out:
+        return kept_out
+    return make_split(sorted(original or known), cfg.val_fraction, cfg.seed)["val"]
+
+
+def _resolve_split(cfg: TrainConfig, cases: Sequence[CaseFiles], val_found: Sequence[CaseFiles], run: Path,
+                   held_out: Sequence[str] = ()) -> dict[str, list[str]]:
+    """The run's split by case: the saved one when resuming, else a new one (no case in both lists)."""
     if (run / SPLIT_FILE).exists():
         return read_split(run / SPLIT_FILE)
-    ids = [c.case_id for c in cases]
-    split = read_split(cfg.val_split) if cfg.val_split else make_split(ids, cfg.val_fraction, cfg.seed)
-    known = set(ids)
-    split = {k: [i for i in v if i in known] for k, v in split.items()}
-    if cfg.val_split:  # cases found but not named in the split file train (e.g. new corrections)
-        split["train"] = sorted(set(split["train"]) | (known - set(split["val"])))
+    val = _choose_val(cfg, cases, val_found, held_out)
+    split = {"train": sorted({c.case_id for c in cases} - set(val)), "val": val}
     if not split["train"]:
         raise ValueError("The split leaves no case to train on; give more data or a different split file.")
     return split
 
 
+def _pick(by_id: dict[str, CaseFiles], ids: Sequence[str], run: Path) -> list[CaseFiles]:
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(
+            f"{run / SPLIT_FILE} names case(s) {', '.join(missing)} that are not in the data given now; "
+            "give the same data folders as when the run started, or a new --out folder."
+        )
+    return [by_id[i] for i in ids]
+
+
 def _base_info(cfg: TrainConfig) -> tuple[torch.nn.Module, ModelInfo]:
     if cfg.base:
+        if cfg.arch_kwargs:
+            raise ValueError("Fine-tuning keeps the base model's network; architecture overrides cannot apply.")
         model, parent = load_model(cfg.base)
-        info = ModelInfo(**{**asdict(parent), "parent": parent.model_id, "metrics": {}, "training": {}})
-        return model.train(), info
-    info = ModelInfo(model_id="", patch_size=list(cfg.patch_size))
+        kept = {k: v for k, v in asdict(parent).items() if k not in ("parent", "metrics", "training", "created")}
+        return model.train(), ModelInfo(**kept, parent=parent.model_id)
+    arch_kwargs = {**DEFAULT_ARCH_KWARGS, **(cfg.arch_kwargs or {})}
+    info = ModelInfo(model_id="", patch_size=list(cfg.patch_size), arch_kwargs=arch_kwargs)
     return build_network(info), info
 
 
@@ -107,20 +189,25 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print):
         self.cfg = cfg
         self.run = Path(cfg.out).expanduser()
-        self.rank, self.world = _distributed()
-        self.device = select_device(cfg.device)
+        self.rank, self.world, self.device = _distributed(cfg.device)
         self.log = log if self.rank == 0 else (lambda _msg: None)
-        cases = discover_cases(cfg.data)
-        self.split = _resolve_split(cfg, cases, self.run)
-        by_id = {c.case_id: c for c in cases}
-        self.train_cases = [by_id[i] for i in self.split["train"]]
-        self.val_cases = [by_id[i] for i in self.split["val"]]
+        _seed_everything(cfg.seed)  # the new network's initial weights
         self.model, self.info = _base_info(cfg)
+        cases = discover_cases(cfg.data)
+        val_found = discover_cases(cfg.val_data) if cfg.val_data else []
+        self.split = _resolve_split(cfg, cases, val_found, self.run, held_out=self.info.val_cases if cfg.base else ())
+        train_by_id = {c.case_id: c for c in cases}
+        self.train_cases = _pick(train_by_id, self.split["train"], self.run)
+        self.val_cases = _pick({**train_by_id, **{c.case_id: c for c in val_found}}, self.split["val"], self.run)
+        self.val_rows: list[dict] | None = None
         self.info.version = cfg.version
+        self.info.patch_size = list(cfg.patch_size)
         self.info.model_id = cfg.model_id or f"brainseg-{self.run.name}"
-        self.info.train_cases = list(self.split["train"])
+        # A fine-tuned model has also seen everything its parent saw.
+        self.info.train_cases = sorted(set(self.split["train"]) | set(self.info.train_cases))
         self.info.val_cases = list(self.split["val"])
-        self.info.corrected_cases = sorted(c.case_id for c in self.train_cases if is_correction(c))
+        corrected = {c.case_id for c in self.train_cases if is_correction(c)}
+        self.info.corrected_cases = sorted(corrected | set(self.info.corrected_cases))
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         from monai.optimizers import WarmupCosineSchedule
@@ -143,13 +230,15 @@ class Trainer:
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
         self.log(f"Resumed {self.run} at epoch {self.epoch}, step {self.step}.")
 
-    def _loader(self, samples: list[dict]):
+    def _loader(self, samples: list[dict], weights: list[float] | None):
         from monai.data import DataLoader, Dataset
 
         steps = self.cfg.steps_per_epoch
-        sampler = torch.utils.data.RandomSampler(
-            samples, replacement=True, num_samples=steps, generator=torch.Generator().manual_seed(self._epoch_seed())
-        )
+        generator = torch.Generator().manual_seed(self._epoch_seed())
+        if weights is None:
+            sampler = torch.utils.data.RandomSampler(samples, replacement=True, num_samples=steps, generator=generator)
+        else:
+            sampler = torch.utils.data.WeightedRandomSampler(weights, steps, replacement=True, generator=generator)
         dataset = Dataset(samples, training_transforms(self.cfg.patch_size, self.cfg.samples_per_case))
         return DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=self.cfg.num_workers)
 
@@ -173,37 +262,55 @@ class Trainer:
 
     def fit(self, progress: Callable[[int, int, float], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> Path:
-        """Train until the configured epochs or steps; returns the checkpoint path."""
+        """Train until the configured epochs or steps; returns the checkpoint path.
+
+        Raises :class:`~napari_brainseg.inference.Cancelled` when ``should_stop()`` turns true (checked
+        after every step); the last completed epoch stays saved and a new run resumes from it.
+        """
+        report = None if progress is None else (lambda p: progress(p.done, p.total, p.loss))
+        return drive(self.steps(), report, should_stop)
+
+    def steps(self) -> Generator[Progress, None, Path]:
+        """Train, yielding after every optimiser step; returns the checkpoint path.
+
+        Closing the generator stops training: the last completed epoch stays saved.
+        """
         cfg = self.cfg
         self.run.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             write_split(self.split, self.run / SPLIT_FILE)
             (self.run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        shard = shard_cases(self.train_cases, self.rank, self.world)
         self.log(f"{len(self.train_cases)} training cases, {len(self.val_cases)} validation cases, "
                  f"{self.world} process(es) on {self.device.type}; loading...")
-        samples = [load_training_case(c) for c in self.train_cases[self.rank::self.world] or self.train_cases]
+        samples = [load_training_case(c) for c in shard]
+        weights = sampling_weights(shard, cfg.correction_share)
+        if weights is not None:
+            share = sum(w for w, c in zip(weights, shard) if is_correction(c))
+            self.log(f"Corrected cases are drawn for {share:.0%} of the patches.")
         model = self.model
         if self.world > 1:
-            model = torch.nn.parallel.DistributedDataParallel(self.model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         epochs = -(-cfg.total_steps // cfg.steps_per_epoch)
-        while self.epoch < epochs and self.step < cfg.total_steps:
-            start, losses = time.perf_counter(), []
-            _seed_everything(self._epoch_seed())
-            model.train()
-            for batch in self._loader(samples):
-                if self.step >= cfg.total_steps or (should_stop is not None and should_stop()):
-                    break
-                losses.append(self._train_step(batch, model))
-                self.step += 1
-                if progress is not None:
-                    progress(self.step, cfg.total_steps, losses[-1])
-            if should_stop is not None and should_stop():
-                self.log("Stopped on request; the last completed epoch is saved.")
-                break
-            self.epoch += 1
-            self._end_epoch(losses, time.perf_counter() - start)
-        if self.world > 1:
-            dist.barrier()
+        try:
+            while self.epoch < epochs and self.step < cfg.total_steps:
+                start, losses = time.perf_counter(), []
+                _seed_everything(self._epoch_seed())
+                model.train()
+                for batch in self._loader(samples, weights):
+                    if self.step >= cfg.total_steps:
+                        break
+                    losses.append(self._train_step(batch, model))
+                    self.step += 1
+                    yield Progress("train", self.step, cfg.total_steps, losses[-1])
+                self.epoch += 1
+                self._end_epoch(losses, time.perf_counter() - start)
+            if self.world > 1:
+                dist.barrier()
+        finally:
+            if self.world > 1 and dist.is_initialized():
+                dist.destroy_process_group()
         return self.run / MODEL_FILE
 
     def _end_epoch(self, losses: list[float], seconds: float) -> None:
@@ -212,15 +319,15 @@ class Trainer:
         last = self.epoch * self.cfg.steps_per_epoch >= self.cfg.total_steps
         if self.rank == 0 and self.val_cases and (self.epoch % self.cfg.val_every == 0 or last):
             self.model.eval()
-            rows = evaluate_cases(self.model, self.val_cases, device=self.device)
-            entry["val"] = mean_scores(rows)
+            self.val_rows = evaluate_cases(self.model, self.val_cases, device=self.device)
+            entry["val"] = mean_scores(self.val_rows)
             self.model.train()
         if self.rank == 0:
             self.history.append(entry)
+            self._save(entry)  # before logging, so that an epoch whose save failed is not logged (it reruns)
             with (self.run / LOG_FILE).open("a") as fh:
                 fh.write(json.dumps(entry) + "\n")
             self.log(_format_entry(entry))
-            self._save(entry)
 
     def _save(self, entry: dict) -> None:
         self.info.metrics = {"epoch": entry["epoch"], "step": entry["step"], **entry.get("val", {})}

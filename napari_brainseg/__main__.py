@@ -1,0 +1,185 @@
+"""``napari-brainseg predict`` (or ``python -m napari_brainseg predict``): segment BraTS cases without a viewer.
+
+Each case (a folder, or any one of its files, in either BraTS naming) gets a label map {0, 1, 2, 4}
+on its own voxel grid: same shape, affine and header as its images, so it overlays them in any viewer.
+
+Example::
+
+    napari-brainseg predict data/Brats18_2013_11_1 --output-dir predictions/
+    napari-brainseg predict case/ --output case_seg.nii.gz --device cpu --model my_model.pt --tta
+
+torch and MONAI are imported only once the arguments and the input files have been checked, so
+mistakes are reported at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    import nibabel as nib
+
+    from .io import CaseFiles
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # inference.DEVICES, without importing torch
+OUTPUT_EXTENSIONS = (".nii.gz", ".nii")
+SEG_SUFFIX = "_seg.nii.gz"
+
+
+class UsageError(ValueError):
+    """Arguments that cannot work together."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not argparse's usage block."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="napari-brainseg", description="Brain-tumour segmentation of BraTS MRI.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser(
+        "predict",
+        help="segment BraTS cases into label maps {0, 1, 2, 4}",
+        description="Segment BraTS cases; each label map is written on its case's voxel grid.",
+    )
+    p.add_argument("cases", nargs="+", metavar="CASE_DIR", help="a case folder, or one file of the case")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--output", "-o", metavar="OUT.nii.gz", help="output file (one case only)")
+    out.add_argument("--output-dir", metavar="DIR", help="write <case id>_seg.nii.gz for each case into DIR")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default: the best one present")
+    p.add_argument("--model", default="bundled", help="'bundled' (default) or a checkpoint .pt path")
+    p.add_argument("--tta", action="store_true", help="average over mirrored inputs (4x slower)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def _has_nifti_extension(path: Path) -> bool:
+    return path.name.lower().endswith(OUTPUT_EXTENSIONS)
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and check a file can be written there (before any compute)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OSError(f"Cannot write to {folder} ({err.strerror or err}); choose another output folder.") from None
+
+
+def plan_outputs(cases: list[CaseFiles], output: str | None, output_dir: str | None, overwrite: bool) -> list[Path]:
+    """The output path of each case, after checking none would be silently replaced."""
+    if output is not None:
+        if len(cases) > 1:
+            raise UsageError(f"--output names one file but {len(cases)} cases were given; use --output-dir DIR.")
+        outputs = [Path(output).expanduser()]
+        if not _has_nifti_extension(outputs[0]):
+            raise UsageError(f"--output {output} must end with .nii.gz (or .nii).")
+    else:
+        outputs = [Path(output_dir).expanduser() / f"{files.case_id}{SEG_SUFFIX}" for files in cases]
+        seen: set[Path] = set()
+        for path in outputs:
+            if path in seen:
+                raise UsageError(f"Two cases have the id {path.name[: -len(SEG_SUFFIX)]}; segment them one at a time with --output.")
+            seen.add(path)
+    inputs = {Path(p).resolve() for files in cases for p in [*files.images.values(), files.seg] if p}
+    for path in outputs:
+        if path.resolve() in inputs:
+            raise UsageError(f"Output {path} is one of the input files; choose another output.")
+        if path.is_dir():
+            raise UsageError(f"Output {path} is a folder; give a file name ending in .nii.gz.")
+        if path.exists() and not overwrite:
+            raise UsageError(f"{path} exists; pass --overwrite to replace it, or choose another output.")
+    for folder in {path.parent for path in outputs}:
+        _check_writable(folder)
+    return outputs
+
+
+def write_nifti_atomic(image: nib.Nifti1Image, path: Path, overwrite: bool) -> None:
+    """Save a NIfTI image through a temporary file in the same folder, renamed into place at the end."""
+    import nibabel as nib
+
+    ext = next(e for e in OUTPUT_EXTENSIONS if path.name.lower().endswith(e))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[: -len(ext)]}-", suffix=ext)
+    os.close(fd)
+    try:
+        nib.save(image, tmp)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} appeared while segmenting; pass --overwrite to replace it.")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _segment_one(files: CaseFiles, output: Path, model, device, args: argparse.Namespace) -> None:
+    from .inference import segment
+    from .io import load_case
+
+    case = load_case(files, with_seg=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = segment(case.image, model, device=device, tta=args.tta)
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
+        print(f"warning: {files.case_id}: {message}", file=sys.stderr)
+    write_nifti_atomic(case.geometry.to_nifti(result.labels), output, args.overwrite)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .io import find_case
+
+    cases = [find_case(path) for path in args.cases]
+    outputs = plan_outputs(cases, args.output, args.output_dir, args.overwrite)
+
+    from .inference import select_device
+    from .model import load_model
+
+    device = select_device(args.device)
+    model, info = load_model(args.model)
+    print(f"Model {info.model_id} (version {info.version}) on {device.type}", file=sys.stderr)
+    failed = 0
+    for i, (files, output) in enumerate(zip(cases, outputs), start=1):
+        tag = f"[{i}/{len(cases)}] {files.case_id}"
+        print(f"{tag}: segmenting...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        try:
+            _segment_one(files, output, model, device, args)
+        except (ValueError, RuntimeError, OSError, MemoryError) as err:
+            failed += 1
+            print(f"error: {tag}: {err}", file=sys.stderr)
+            continue
+        print(f"{tag}: wrote {output} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    if failed and len(cases) > 1:
+        print(f"error: {failed} of {len(cases)} cases failed; see the messages above.", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed
+        return int(done.code or 0)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; outputs already written are complete, the current one was not written.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Retrain: fine-tune a model on the exported corrections in the background, then offer it for segmenting.
+
+The work is :func:`training.finetune.finetune`; this widget gathers its input, shows its progress and
+loss, cancels it, and on success registers the new model (it then appears in the Segment widget's
+list) and shows how it scores against its base on cases it did not train on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
+
+from .. import registry
+from ..inference import available_devices
+from ..model import CheckpointError
+from . import Status
+from .export import default_dataset
+
+if TYPE_CHECKING:
+    import napari
+
+    from training.finetune import FinetuneResult
+    from training.train import Progress
+
+RUNS_FOLDER = "runs"
+
+
+def _default_name() -> str:
+    return f"finetuned-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+class RetrainWidget(Container):
+    """Corrections (and optional original and validation cases), base model, length, device; run or cancel."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from training.finetune import FINETUNE_EPOCHS, FINETUNE_STEPS_PER_EPOCH
+
+        super().__init__()
+        self._viewer = viewer
+        self.worker = None
+        self._log: list[str] = []
+
+        self.corrections = FileEdit(label="Corrections folder", mode="d", value=default_dataset())
+        self.original = FileEdit(label="Original cases (optional)", mode="d", nullable=True, value=None)
+        self.validation = FileEdit(label="Validation cases (optional)", mode="d", nullable=True, value=None)
+        self.base = ComboBox(label="Base model", choices=self._base_choices)
+        self.name = LineEdit(label="New model name", value=_default_name())
+        self.epochs = SpinBox(label="Epochs", min=1, max=1000, value=FINETUNE_EPOCHS)
+        self.steps = SpinBox(label="Steps per epoch", min=1, max=10000, value=FINETUNE_STEPS_PER_EPOCH)
+        self.device = ComboBox(label="Device", choices=["auto", *available_devices()])
+        self.run_button = PushButton(text="Fine-tune")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(min=0, max=1, value=0, visible=False)
+        self.loss = Label(value="")
+        self.status = Status()
+        self.result = Label(value="")
+        self.result.native.setWordWrap(False)
+        self.result.native.setStyleSheet("font-family: monospace;")
+
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        registry.events.changed.connect(self.base.reset_choices)
+        # The registry outlives the widget: stop listening once napari has deleted it.
+        self.native.destroyed.connect(lambda: registry.events.changed.disconnect(self.base.reset_choices))
+        self.extend([
+            self.corrections, self.original, self.validation, self.base, self.name, self.epochs, self.steps,
+            self.device, self.run_button, self.cancel_button, self.progress, self.loss, self.status, self.result,
+        ])  # fmt: skip
+
+    @staticmethod
+    def _base_choices(_=None) -> list[tuple[str, Path]]:
+        return [(f"{e.name} ({e.version})", Path(e.path)) for e in registry.list_models()]
+
+    def run_folder(self) -> Path:
+        """Where the run's checkpoints go; the same name resumes a cancelled run."""
+        return registry.models_dir() / RUNS_FOLDER / self.name.value.strip()
+
+    def run(self) -> None:
+        """Start fine-tuning in a background thread."""
+        from training.data import discover_cases
+        from training.finetune import finetune, finetune_config
+
+        if self.worker is not None:
+            return
+        name = self.name.value.strip()
+        data = [self.corrections.value, self.original.value]
+        try:
+            if self.base.value is None:
+                raise CheckpointError("No base model: register one, or install the bundled weights.")
+            if not name:
+                raise ValueError("Type a name for the new model.")
+            if name.lower() in {m.name.lower() for m in registry.list_models()}:
+                raise ValueError(f"A model named {name!r} already exists; choose another name.")
+            if self.corrections.value is None:
+                raise ValueError("Choose the corrections folder (where Export corrections saves).")
+            discover_cases([self.corrections.value])  # says at once when there is nothing to learn from
+            cfg = finetune_config(
+                self.base.value, [d for d in data if d is not None], self.run_folder(), self.epochs.value,
+                self.steps.value, device=self.device.value, model_id=name,
+                val_data=[str(self.validation.value)] if self.validation.value is not None else None,
+            )
+        except ValueError as err:  # includes BratsInputError and CheckpointError
+            self.status.error(err)
+            return
+        self._start(cfg, name, finetune)
+
+    def _start(self, cfg, name: str, finetune) -> None:
+        from napari.qt.threading import create_worker
+
+        self._log = []
+        worker = create_worker(finetune, cfg, self._log.append, _start_thread=False)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda result: self._on_result(result, name))
+        worker.aborted.connect(self._on_cancelled)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
+        self.loss.value, self.result.value = "", ""
+        self.status.info(f"Preparing the cases for {name}\u2026")
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop after the current step; the run folder keeps the last completed epoch, nothing is registered."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _on_progress(self, p: Progress) -> None:
+        self.progress.max, self.progress.value = p.total, p.done
+        if p.stage == "train":
+            self.loss.value = f"Step {p.done}/{p.total}, loss {p.loss:.4f}"
+            self.status.info(self._log[-1] if self._log else "Training\u2026")
+        else:
+            self.status.info(f"Scoring on validation cases ({p.stage}): {p.done}/{p.total}")
+
+    def _on_result(self, result: FinetuneResult, name: str) -> None:
+        try:
+            entry = registry.register_model(result.checkpoint, name=name)
+        except ValueError as err:
+            self.status.error(f"The model was trained ({result.checkpoint}) but could not be registered: {err}")
+            return
+        self.result.value = result.report
+        worse = ', '.join(result.worse)
+        verdict = f" It is WORSE than its base on {worse}: keep using the base." if result.worse else ""
+        self.status.info(f"New model {entry.name!r} is in the Segment widget's model list.{verdict}")
+        self.name.value = _default_name()
+
+    def _on_cancelled(self) -> None:
+        self.status.info(
+            f"Cancelled; no model was registered. {self.run_folder()} keeps the last completed epoch: "
+            "fine-tune again with the same name to resume."
+        )
+
+    def _on_error(self, err: Exception) -> None:
+        # napari's worker has already raised a notification for it (with the traceback).
+        self.status.error(f"Fine-tuning failed: {err}", notify=False)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self.progress.visible = False

@@ -1,0 +1,254 @@
+"""Segment: run a model on the case open in the viewer, in the background, and show the tumour's volumes."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Table
+from qtpy.QtWidgets import QStyledItemDelegate
+from superqt.utils import qdebounced
+
+from .. import registry
+from ..inference import DEVICES, Cancelled, DeviceError, Segmentation, available_devices, segment, select_device
+from ..io import BratsInputError
+from ..labels import region_volumes_ml
+from ..layers import (
+    CaseContext,
+    case_context,
+    find_modality_layers,
+    prediction_layer_data,
+    stack_modalities,
+    uncertainty_layer_data,
+)
+from ..model import CheckpointError, ModelInfo, info_from_dict, load_model, read_checkpoint
+from . import Status, add_layers, connect_while_alive
+
+if TYPE_CHECKING:
+    import napari
+    import napari.layers
+
+TTA_TEXT = "Test-time flips + uncertainty map (about 4\u00d7 slower)"
+VOLUME_REFRESH_MS = 250
+_POLL_SECONDS = 0.05
+
+
+def _segment_in_background(
+    image: np.ndarray, checkpoint: Path, device: str, tta: bool, stop: threading.Event
+) -> Generator[tuple[int, int], None, tuple[Segmentation, ModelInfo] | None]:
+    """Load the model and segment on a helper thread, yielding ``(done, total)`` progress.
+
+    Returns ``None`` when cancelled (``stop`` set): the wait ends at once, inference at its next window.
+    """
+    model, info = load_model(checkpoint)
+    messages: queue.SimpleQueue = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            result = segment(
+                image, model, device, tta=tta, progress=lambda *done: messages.put(done), should_stop=stop.is_set
+            )
+            messages.put(result)
+        except Exception as err:  # noqa: BLE001 -- relayed to the generator, which raises it in the worker
+            messages.put(err)
+
+    threading.Thread(target=run, name="brainseg-segment").start()
+    while not stop.is_set():
+        try:
+            message = messages.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            continue
+        if isinstance(message, tuple):
+            yield message
+        elif isinstance(message, Cancelled):
+            break
+        elif isinstance(message, Exception):
+            raise message
+        else:
+            return message, info
+    return None
+
+
+class SegmentWidget(Container):
+    """Choose device, model and test-time flips; segment the open case; read WT/TC/ET volumes in mL."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self._viewer = viewer
+        self._checkpoints: list[Path] = []
+        self._models = registry.list_models()
+        self._stop = threading.Event()
+        self.worker = None
+        self.result_layer: napari.layers.Labels | None = None
+
+        self.device = ComboBox(label="Device", choices=[d.upper() if d != "auto" else "Auto" for d in DEVICES])
+        self._disable_absent_devices()
+        self.model = ComboBox(label="Model", choices=self._model_choices)
+        self.checkpoint = FileEdit(label="Choose checkpoint file\u2026", mode="r", filter="*.pt", nullable=True)
+        self.tta = CheckBox(text=TTA_TEXT, value=False)
+        self.run_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(min=0, max=1, value=0, visible=False)
+        self.status = Status()
+        self.volumes_title = Label(value="Volumes (mL)")
+        self.volumes = Table(value=self._volume_table(None))
+        self.volumes.native.horizontalHeader().setStretchLastSection(True)
+        self.volumes.native.setItemDelegate(QStyledItemDelegate(self.volumes.native))  # "0.05", not "5.000e-02"
+
+        self.checkpoint.changed.connect(self.add_checkpoint)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self._refresh_volumes_later = qdebounced(self.refresh_volumes, timeout=VOLUME_REFRESH_MS, parent=self.native)
+        connect_while_alive(self, registry.events.changed, self.refresh_models)
+        connect_while_alive(self, viewer.layers.events.removed, self._on_layer_removed)
+        self.native.destroyed.connect(self._on_destroyed)
+        self.extend([
+            self.device, self.model, self.checkpoint, self.tta, self.run_button, self.cancel_button,
+            self.progress, self.status, self.volumes_title, self.volumes,
+        ])  # fmt: skip
+
+    # --- choices -------------------------------------------------------------------------------------
+    def _disable_absent_devices(self) -> None:
+        present = {"auto", *available_devices()}
+        items = self.device.native.model()
+        for row, name in enumerate(DEVICES):
+            if name not in present:
+                items.item(row).setEnabled(False)
+                items.item(row).setToolTip(f"{name.upper()} is not available on this machine.")
+
+    def refresh_models(self) -> None:
+        """Read the registry again (after a model was registered) and update the model choices."""
+        self._models = registry.list_models()
+        self.model.reset_choices()
+
+    def _model_choices(self, _=None) -> list[tuple[str, Path]]:
+        entries = [(f"{e.name} ({e.version})", Path(e.path)) for e in self._models]
+        known = {path for _, path in entries}
+        return entries + [(f"{p.name} (file)", p) for p in self._checkpoints if p not in known]
+
+    def add_checkpoint(self) -> None:
+        """Offer the chosen checkpoint file as a model, after checking that it is one."""
+        path = self.checkpoint.value
+        if path is None:
+            return
+        try:
+            info = info_from_dict(read_checkpoint(path)["info"])
+        except CheckpointError as err:
+            self.status.error(err)
+            return
+        if path not in self._checkpoints:
+            self._checkpoints.append(path)
+        self.model.reset_choices()
+        self.model.value = path
+        self.status.info(f"Model {info.model_id} ({info.version}) from {path.name}.")
+
+    # --- running -------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Segment the viewer's four modality layers in a background thread."""
+        if self.worker is not None:
+            return
+        try:
+            found = find_modality_layers(self._viewer.layers, prefer=self._viewer.layers.selection.active)
+            image = stack_modalities(found)
+            if self.model.value is None:
+                raise CheckpointError("No model to run: choose a checkpoint file (.pt) first.")
+            device = self.device.value.lower()
+            select_device(device)
+        except (BratsInputError, CheckpointError, DeviceError) as err:
+            self.status.error(err)
+            return
+        self._start(image, case_context(found), self.model.value, device, self.tta.value)
+
+    def _start(self, image: np.ndarray, context: CaseContext, checkpoint: Path, device: str, tta: bool) -> None:
+        from napari.qt.threading import create_worker
+
+        self._stop = threading.Event()
+        worker = create_worker(_segment_in_background, image, checkpoint, device, tta, self._stop, _start_thread=False)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda result: self._on_result(context, result))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
+        self.status.info(f"Segmenting {context.case_id} on {device}\u2026")
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop the running segmentation; nothing is added to the viewer."""
+        self._stop.set()
+
+    def _on_progress(self, done_total: tuple[int, int]) -> None:
+        done, total = done_total
+        self.progress.max, self.progress.value = total, done
+
+    def _on_result(self, context: CaseContext, outcome: tuple[Segmentation, ModelInfo] | None) -> None:
+        if outcome is None:
+            self.status.info("Cancelled; nothing was added.")
+            return
+        result, info = outcome
+        layer_data = [prediction_layer_data(result.labels, context, info.model_id, info.version)]
+        if result.uncertainty is not None:
+            layer_data.insert(0, uncertainty_layer_data(result.uncertainty, context))
+        self.track(add_layers(self._viewer, layer_data)[-1])
+        note = " (the accelerator failed, so it ran on the CPU)" if result.fell_back_to_cpu else ""
+        self.status.info(
+            f"Segmented {context.case_id} with {info.model_id} ({info.version}) on {result.device.upper()} "
+            f"in {result.seconds:.1f} s{note}. Edit it with Edit labels; Ctrl+Z undoes."
+        )
+
+    def _on_error(self, err: Exception) -> None:
+        # napari's worker has already raised a notification for it (with the traceback).
+        self.status.error(f"Segmentation failed: {err}", notify=False)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self.progress.visible = False
+
+    # --- volumes -------------------------------------------------------------------------------------
+    def track(self, layer: napari.layers.Labels | None) -> None:
+        """Show ``layer``'s volumes, and keep them up to date as it is edited."""
+        self._watch(layer)
+        self.refresh_volumes()
+
+    def _watch(self, layer: napari.layers.Labels | None) -> None:
+        if self.result_layer is not None:
+            for emitter in self._volume_events(self.result_layer):
+                emitter.disconnect(self._refresh_volumes_later)
+        self.result_layer = layer
+        if layer is not None:
+            for emitter in self._volume_events(layer):
+                emitter.connect(self._refresh_volumes_later)
+
+    @staticmethod
+    def _volume_events(layer: napari.layers.Labels) -> list:
+        # paint: brush, fill and data_setitem; data: a new array; set_data: refresh after undo/redo.
+        return [layer.events.paint, layer.events.data, layer.events.set_data]
+
+    def refresh_volumes(self) -> None:
+        """Recompute the volumes table from the tracked layer."""
+        layer = self.result_layer
+        self.volumes_title.value = f"Volumes of {layer.name} (mL)" if layer is not None else "Volumes (mL)"
+        self.volumes.value = self._volume_table(layer)
+        table = self.volumes.native
+        table.setMinimumHeight(
+            table.verticalHeader().length() + table.horizontalHeader().height() + 2 * table.frameWidth()
+        )
+
+    @staticmethod
+    def _volume_table(layer: napari.layers.Labels | None) -> dict:
+        volumes = region_volumes_ml(np.asarray(layer.data), layer.scale[-3:]) if layer is not None else {}
+        return {"data": [[f"{v:.2f}"] for v in volumes.values()], "index": list(volumes), "columns": ["mL"]}
+
+    def _on_destroyed(self, *_) -> None:
+        self._refresh_volumes_later.cancel()
+        self._watch(None)
+
+    def _on_layer_removed(self, event) -> None:
+        if event.value is self.result_layer:
+            self.track(None)

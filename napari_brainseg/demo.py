@@ -1,0 +1,83 @@
+"""The demo: napari with the plugin's widgets docked and the synthetic sample case, segmented.
+
+Run it with::
+
+    .venv/bin/python -m napari_brainseg.demo                      # the bundled model
+    .venv/bin/python -m napari_brainseg.demo --model my_model.pt  # any napari-brainseg checkpoint
+    .venv/bin/python -m napari_brainseg.demo --screenshot docs/screenshot.png  # save a picture, then quit
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._widgets.segment import SegmentWidget
+
+if TYPE_CHECKING:
+    import napari
+
+PLUGIN = "napari-brainseg"
+SAMPLE = "synthetic_glioma"
+WIDGETS = ("Load case", "Segment", "Edit labels", "Export corrections")
+WINDOW_SIZE = (1600, 1000)
+
+
+def open_demo(viewer: napari.viewer.Viewer, model: str | Path | None = None) -> SegmentWidget:
+    """Open the sample case, dock the widgets (Segment in front) and start segmenting with ``model``."""
+    viewer.open_sample(PLUGIN, SAMPLE)
+    docked = {name: viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True) for name in WIDGETS}
+    segment_dock, segment_widget = docked["Segment"]
+    segment_dock.raise_()
+    if model is not None:
+        segment_widget.checkpoint.value = Path(model)
+    segment_widget.run()
+    if segment_widget.worker is not None:
+        segment_widget.worker.returned.connect(lambda _: show_largest_tumour_slice(viewer, segment_widget))
+    return segment_widget
+
+
+def show_largest_tumour_slice(viewer: napari.viewer.Viewer, widget: SegmentWidget) -> None:
+    """Move the axial slider to the slice where the segmented tumour is largest."""
+    layer = widget.result_layer
+    if layer is None or not np.any(layer.data):
+        return
+    z = int(np.argmax(np.count_nonzero(layer.data, axis=(1, 2))))
+    viewer.dims.set_point(0, layer.data_to_world((z, 0, 0))[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m napari_brainseg.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="checkpoint to segment with (default: the first model listed)")
+    parser.add_argument("--screenshot", type=Path, help="save a screenshot of the window once segmented, then quit")
+    args = parser.parse_args(argv)
+
+    import napari
+    from qtpy.QtCore import QTimer
+
+    viewer = napari.Viewer(title="napari-brainseg demo")
+    viewer.window.resize(*WINDOW_SIZE)
+    widget = open_demo(viewer, args.model)
+    if widget.worker is None:  # could not start: no model, or no case
+        print(widget.status.value, file=sys.stderr)
+        viewer.close()
+        return 1
+    if args.screenshot:
+
+        def shoot() -> None:
+            args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+            viewer.screenshot(str(args.screenshot), canvas_only=False)
+            print(f"{widget.status.value}\nScreenshot saved to {args.screenshot}")
+            viewer.close()
+
+        widget.worker.finished.connect(lambda: QTimer.singleShot(1000, shoot))
+    napari.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The corrections dataset: exact overlay on the source, versions never overwritten, atomic writes, provenance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import importlib.metadata
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_brainseg import export
+from napari_brainseg.export import ExportError, ExportResult, export_correction
+from napari_brainseg.io import MODALITIES, NAMINGS, LoadedCase, case_files_from_paths, load_case
+from napari_brainseg.labels import ED, ET, NCR, region_volumes_ml
+from training.data import discover_cases
+
+CASE_ID = "Synthetic_001"
+
+
+@pytest.fixture
+def case(make_case) -> LoadedCase:
+    return load_case(make_case(case_id=CASE_ID))
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    return tmp_path / "corrections"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def corrected(seg: np.ndarray) -> np.ndarray:
+    """The labels with a block of oedema painted in and all enhancing tumour erased."""
+    out = seg.copy()
+    out[:4, :4, :4] = ED
+    out[out == ET] = 0
+    return out
+
+
+# --- overlay on the source --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", ["LPS", "RAS", "PIR"])
+def test_exported_labels_overlay_their_source_voxel_for_voxel(make_case, dataset, orientation):
+    files = make_case(case_id=CASE_ID, orientation=orientation, spacing=(0.9, 1.1, 2.0))
+    case = load_case(files)
+    result = export_correction(dataset, case.files, case.geometry, case.seg)
+    written, source_seg, flair = (nib.load(str(p)) for p in (result.seg_path, files.seg, files.images["flair"]))
+    assert written.shape == flair.shape
+    assert np.array_equal(np.asarray(written.dataobj), np.asarray(source_seg.dataobj))
+    assert written.get_data_dtype() == np.uint8
+    assert np.array_equal(written.affine, flair.affine)
+    assert np.array_equal(written.get_sform(), flair.get_sform())
+    assert written.header["sform_code"] == flair.header["sform_code"]
+    assert np.allclose(written.get_qform(), flair.affine)
+    assert written.header.get_zooms() == flair.header.get_zooms()
+
+
+def test_the_exported_case_loads_back_to_the_same_display_arrays(case, dataset):
+    result = export_correction(dataset, case.files, case.geometry, corrected(case.seg))
+    again = load_case(result.folder)
+    assert again.case_id == CASE_ID
+    assert np.array_equal(again.image, case.image)
+    assert np.array_equal(again.seg, corrected(case.seg))
+    assert np.array_equal(again.geometry.affine, case.geometry.affine)
+
+
+def test_modalities_are_copied_byte_for_byte_under_2018_names(case, dataset):
+    result = export_correction(dataset, case.files, case.geometry, case.seg)
+    for modality in MODALITIES:
+        copy = result.folder / f"{CASE_ID}_{modality}.nii.gz"
+        assert copy.read_bytes() == case.files.images[modality].read_bytes()
+    assert sorted(p.name for p in result.folder.iterdir()) == sorted(
+        [*(f"{CASE_ID}_{m}.nii.gz" for m in MODALITIES), f"{CASE_ID}_seg.nii.gz", "provenance.json"]
+    )
+
+
+def test_a_2023_named_case_is_exported_with_2018_names_and_labels(make_case, dataset):
+    case = load_case(make_case(case_id="BraTS-GLI-00001-000", naming="brats2023"))
+    result = export_correction(dataset, case.files, case.geometry, case.seg)
+    assert result.seg_path.name == "BraTS-GLI-00001-000_seg.nii.gz"
+    for modality in MODALITIES:
+        copy = result.folder / f"BraTS-GLI-00001-000_{modality}.nii.gz"
+        assert copy.read_bytes() == case.files.images[modality].read_bytes()
+    assert set(np.unique(np.asarray(nib.load(str(result.seg_path)).dataobj)).tolist()) == {0, 1, 2, 4}
+
+
+def test_an_uncompressed_source_is_stored_compressed_with_identical_contents(case, dataset, tmp_path):
+    plain = {}
+    for modality in MODALITIES:
+        plain[modality] = tmp_path / f"{CASE_ID}{NAMINGS['brats2018'][modality]}.nii"
+        nib.save(nib.load(str(case.files.images[modality])), str(plain[modality]))
+    files = case_files_from_paths(plain)
+    result = export_correction(dataset, files, case.geometry, case.seg)
+    copy = nib.load(str(result.folder / f"{CASE_ID}_t1ce.nii.gz"))
+    source = nib.load(str(plain["t1ce"]))
+    assert np.array_equal(np.asarray(copy.dataobj), np.asarray(source.dataobj))
+    assert copy.header.binaryblock == source.header.binaryblock
+
+
+def test_integer_labels_of_any_width_are_stored_as_uint8(case, dataset):
+    result = export_correction(dataset, case.files, case.geometry, case.seg.astype(np.int32))
+    assert nib.load(str(result.seg_path)).get_data_dtype() == np.uint8
+
+
+# --- versions ---------------------------------------------------------------------------------------------------
+
+
+def test_export_never_overwrites_an_earlier_version(case, dataset):
+    first = export_correction(dataset, case.files, case.geometry, case.seg)
+    before = snapshot(first.folder)
+    second = export_correction(dataset, case.files, case.geometry, corrected(case.seg))
+    assert (first.version, second.version) == (1, 2)
+    assert first.folder == dataset / CASE_ID / "v001" and second.folder == dataset / CASE_ID / "v002"
+    assert snapshot(first.folder) == before
+    assert json.loads(second.sidecar_path.read_text())["version"] == 2
+    assert np.array_equal(load_case(second.folder).seg, corrected(case.seg))
+
+
+def test_an_export_that_loses_the_race_for_a_version_number_takes_the_next(case, dataset, monkeypatch):
+    first = export_correction(dataset, case.files, case.geometry, case.seg)
+    before = snapshot(first.folder)
+    monkeypatch.setattr(export, "existing_versions", lambda case_dir: [])  # as if v001 appeared meanwhile
+    second = export_correction(dataset, case.files, case.geometry, corrected(case.seg))
+    assert second.version == 2 and second.folder.name == "v002"
+    assert json.loads(second.sidecar_path.read_text())["version"] == 2
+    assert snapshot(first.folder) == before
+
+
+def test_discover_cases_trains_on_the_newest_version_of_each_case(make_case, dataset):
+    a = load_case(make_case(case_id="CaseA"))
+    b = load_case(make_case(case_id="CaseB", seed=1))
+    export_correction(dataset, a.files, a.geometry, a.seg)
+    newest = export_correction(dataset, a.files, a.geometry, corrected(a.seg))
+    export_correction(dataset, b.files, b.geometry, b.seg)
+    found = discover_cases([dataset])
+    assert [(f.case_id, f.folder.name) for f in found] == [("CaseA", "v002"), ("CaseB", "v001")]
+    assert found[0].seg == newest.seg_path
+    assert len(discover_cases([dataset], all_versions=True)) == 3
+
+
+def test_discover_cases_ignores_an_export_still_in_progress(case, dataset):
+    export_correction(dataset, case.files, case.geometry, case.seg)
+    shutil.copytree(dataset / CASE_ID / "v001", dataset / CASE_ID / ".export-unfinished")
+    assert [f.folder.name for f in discover_cases([dataset], all_versions=True)] == ["v001"]
+
+
+# --- failures ---------------------------------------------------------------------------------------------------
+
+
+def test_a_failure_while_writing_leaves_no_trace_and_earlier_versions_intact(case, dataset, monkeypatch):
+    export_correction(dataset, case.files, case.geometry, case.seg)
+    before = snapshot(dataset)
+
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("simulated crash in the middle of the export")
+
+    monkeypatch.setattr(nib, "save", broken_save)
+    with pytest.raises(ExportError, match="simulated crash.*Nothing was written; earlier versions are intact"):
+        export_correction(dataset, case.files, case.geometry, corrected(case.seg))
+    assert snapshot(dataset) == before
+    assert [p.name for p in (dataset / CASE_ID).iterdir()] == ["v001"]
+
+
+def test_a_failed_first_export_leaves_no_case_folder(case, dataset, monkeypatch):
+    dataset.mkdir()
+
+    def broken_save(*args, **kwargs):
+        raise OSError("simulated")
+
+    monkeypatch.setattr(nib, "save", broken_save)
+    with pytest.raises(ExportError):
+        export_correction(dataset, case.files, case.geometry, case.seg)
+    assert list(dataset.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(errno.ENOSPC, "disk holding .* is full. Free some space"), (errno.EACCES, "no permission to write")],
+)
+def test_a_full_disk_or_a_refused_write_midway_is_explained_and_cleaned_up(case, dataset, monkeypatch, code, message):
+    export_correction(dataset, case.files, case.geometry, case.seg)
+    before = snapshot(dataset)
+    real_copy, copies = shutil.copyfile, []
+
+    def copy_then_fail(source, target, **kwargs):
+        copies.append(target)
+        if len(copies) == 3:
+            raise OSError(code, os.strerror(code), str(target))
+        return real_copy(source, target, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_then_fail)
+    with pytest.raises(ExportError, match=message):
+        export_correction(dataset, case.files, case.geometry, corrected(case.seg))
+    assert snapshot(dataset) == before
+    assert [p.name for p in (dataset / CASE_ID).iterdir()] == ["v001"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores folder permissions")
+def test_a_read_only_dataset_folder_is_refused_with_advice(case, dataset):
+    dataset.mkdir()
+    dataset.chmod(0o555)
+    try:
+        with pytest.raises(ExportError, match="no permission to write"):
+            export_correction(dataset, case.files, case.geometry, case.seg)
+        assert list(dataset.iterdir()) == []
+    finally:
+        dataset.chmod(0o755)
+
+
+def test_a_dataset_path_that_is_a_file_is_refused(case, tmp_path):
+    not_a_folder = tmp_path / "corrections"
+    not_a_folder.write_text("a file")
+    with pytest.raises(ExportError, match="Export failed"):
+        export_correction(not_a_folder, case.files, case.geometry, case.seg)
+    assert not_a_folder.read_text() == "a file"
+
+
+def test_a_source_file_that_disappeared_is_named(case, dataset):
+    case.files.images["t2"].unlink()
+    with pytest.raises(ExportError, match=r"source file .*_t2\.nii\.gz is gone"):
+        export_correction(dataset, case.files, case.geometry, case.seg)
+    assert not (dataset / CASE_ID).exists()
+
+
+def test_labels_of_the_wrong_shape_are_refused_before_anything_is_written(case, dataset):
+    with pytest.raises(ExportError, match="belong to another case"):
+        export_correction(dataset, case.files, case.geometry, case.seg[:-1])
+    assert not dataset.exists()
+
+
+def test_labels_outside_the_brats_set_are_refused_before_anything_is_written(case, dataset):
+    labels = case.seg.copy()
+    labels[0, 0, 0] = 3
+    with pytest.raises(ExportError, match="BraTS 2023 code"):
+        export_correction(dataset, case.files, case.geometry, labels)
+    assert not dataset.exists()
+
+
+def test_a_prediction_of_the_wrong_shape_is_refused(case, dataset):
+    with pytest.raises(ExportError, match="model's prediction"):
+        export_correction(dataset, case.files, case.geometry, case.seg, prediction=case.seg[:, :-1])
+    assert not dataset.exists()
+
+
+# --- provenance -------------------------------------------------------------------------------------------------
+
+
+def test_the_sidecar_records_sources_model_volumes_and_corrections(case, dataset):
+    prediction = case.seg
+    labels = corrected(case.seg)
+    result = export_correction(dataset, case.files, case.geometry, labels, prediction=prediction,
+                               model_id="brainseg-unet3d", model_version="1.0.0")
+    assert isinstance(result, ExportResult)
+    sidecar = json.loads(result.sidecar_path.read_text())
+    assert sidecar["case_id"] == CASE_ID and sidecar["version"] == 1
+    assert sidecar["source"]["images"] == {m: str(case.files.images[m].resolve()) for m in MODALITIES}
+    assert sidecar["source"]["seg"] == str(case.files.seg.resolve())
+    assert sidecar["model"] == {"id": "brainseg-unet3d", "version": "1.0.0"}
+    assert sidecar["plugin_version"] == importlib.metadata.version("napari-brainseg")
+    exported = dt.datetime.fromisoformat(sidecar["exported_utc"])
+    assert exported.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.timezone.utc) - exported) < dt.timedelta(minutes=5)
+    assert sidecar["label_volumes_ml"] == pytest.approx(region_volumes_ml(labels, case.spacing), abs=1e-4)
+    assert sidecar["changed_by_hand"] is True
+    changes = sidecar["corrections_vs_prediction"]
+    painted = np.count_nonzero((labels == ED) & (prediction != ED))
+    assert changes["oedema"]["added_voxels"] == painted > 0
+    assert changes["enhancing"]["removed_voxels"] == np.count_nonzero(prediction == ET) > 0
+    assert changes["enhancing"]["added_voxels"] == 0
+    assert changes["NCR/NET"]["removed_voxels"] == np.count_nonzero((prediction == NCR) & (labels != NCR))
+
+
+def test_an_untouched_prediction_is_recorded_as_not_changed_by_hand(case, dataset):
+    result = export_correction(dataset, case.files, case.geometry, case.seg, prediction=case.seg.copy())
+    sidecar = json.loads(result.sidecar_path.read_text())
+    assert sidecar["changed_by_hand"] is False
+    assert sidecar["corrections_vs_prediction"]["changed_voxels"] == 0
+
+
+def test_without_a_prediction_the_sidecar_says_changes_are_unknown(case, dataset):
+    sidecar = json.loads(export_correction(dataset, case.files, case.geometry, case.seg).sidecar_path.read_text())
+    assert sidecar["changed_by_hand"] is None
+    assert sidecar["corrections_vs_prediction"] is None
+    assert sidecar["model"] == {"id": None, "version": None}

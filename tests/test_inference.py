@@ -1,0 +1,177 @@
+"""Running a model on a case: labels, progress, cancelling, device choice and the fallback to the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_brainseg import inference
+from napari_brainseg.inference import (
+    Cancelled,
+    DeviceError,
+    _run_with_cpu_fallback,
+    available_devices,
+    brain_box,
+    count_windows,
+    normalise,
+    segment,
+    select_device,
+)
+from napari_brainseg.io import load_case
+from napari_brainseg.model import load_model
+
+MPS_PRESENT = inference._mps_available()
+
+
+@pytest.fixture
+def image(make_case) -> np.ndarray:
+    return load_case(make_case()).image
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint):
+    return load_model(tiny_checkpoint)[0]
+
+
+def test_segment_gives_brats_labels_only_inside_the_brain(image, model):
+    result = segment(image, model, device="cpu")
+    brain = np.any(image != 0, axis=0)
+    assert result.labels.dtype == np.uint8
+    assert result.labels.shape == image.shape[1:]
+    assert set(np.unique(result.labels).tolist()) <= {0, 1, 2, 4}
+    assert result.labels.any(), "the tiny model should label something, or this test proves little"
+    assert not result.labels[~brain].any()
+    assert result.probabilities.shape == (3, *image.shape[1:])
+    assert 0 <= result.probabilities.min() and result.probabilities.max() <= 1
+    assert result.uncertainty is None
+    assert result.device == "cpu" and not result.fell_back_to_cpu
+
+
+def test_sliding_window_inference_also_gives_brats_labels_only_inside_the_brain(image, model):
+    result = segment(image, model, device="cpu", roi_size=(16, 16, 16), overlap=0.25)
+    assert set(np.unique(result.labels).tolist()) <= {0, 1, 2, 4}
+    assert not result.labels[~np.any(image != 0, axis=0)].any()
+
+
+def test_test_time_flips_give_an_uncertainty_map(image, model):
+    result = segment(image, model, device="cpu", tta=True)
+    assert result.uncertainty is not None
+    assert result.uncertainty.shape == image.shape[1:]
+    assert result.uncertainty.min() >= 0 and result.uncertainty.max() > 0
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_progress_counts_every_window_and_reaches_the_total(image, model, tta):
+    calls = []
+    segment(image, model, device="cpu", roi_size=(16, 16, 16), overlap=0.25, tta=tta,
+            progress=lambda done, total: calls.append((done, total)))
+    crop_shape = image[(slice(None), *brain_box(image))].shape[1:]
+    total = count_windows(crop_shape, (16, 16, 16), 0.25) * (4 if tta else 1)
+    assert total > 1
+    assert calls == [(i, total) for i in range(1, total + 1)]
+
+
+def test_asking_to_stop_raises_cancelled(image, model):
+    calls = []
+    with pytest.raises(Cancelled):
+        segment(image, model, device="cpu", roi_size=(16, 16, 16),
+                progress=lambda done, total: calls.append(done), should_stop=lambda: len(calls) >= 2)
+    assert calls == [1, 2]
+
+
+def test_auto_picks_the_first_available_device_and_cpu_is_always_there():
+    assert available_devices()[-1] == "cpu"
+    assert select_device("auto").type == available_devices()[0]
+    assert select_device("cpu") == torch.device("cpu")
+
+
+def test_auto_falls_back_to_the_cpu_when_nothing_else_is_present(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(inference, "_mps_available", lambda: False)
+    assert select_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_asking_for_an_absent_accelerator_is_an_error_that_says_what_to_choose(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(inference, "_mps_available", lambda: False)
+    with pytest.raises(DeviceError, match=f"{name.upper()} was asked for but is not available.*'cpu'"):
+        select_device(name)
+
+
+def test_an_unknown_device_name_is_an_error():
+    with pytest.raises(DeviceError, match="Unknown device 'tpu'"):
+        select_device("tpu")
+
+
+def _accelerator_run(failure: Exception | None = None, nan: bool = False):
+    """A fake inference run that misbehaves on any device but the CPU, and records where it ran."""
+    devices = []
+
+    def run(device: torch.device):
+        devices.append(device.type)
+        if device.type != "cpu" and failure is not None:
+            raise failure
+        value = np.nan if device.type != "cpu" and nan else 0.5
+        return np.full((3, 2, 2, 2), value, dtype=np.float32), None
+
+    return run, devices
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("conv3d not supported on MPS"), NotImplementedError("aten::x")])
+def test_an_accelerator_failure_runs_again_on_the_cpu_with_a_warning(failure):
+    run, devices = _accelerator_run(failure=failure)
+    with pytest.warns(UserWarning, match="MPS failed .* running on CPU instead"):
+        (probs, _), fell_back = _run_with_cpu_fallback(run, torch.device("mps"))
+    assert fell_back and devices == ["mps", "cpu"]
+    assert np.all(probs == 0.5)
+
+
+def test_nan_output_from_an_accelerator_runs_again_on_the_cpu_with_a_warning():
+    run, devices = _accelerator_run(nan=True)
+    with pytest.warns(UserWarning, match="CUDA returned NaN probabilities"):
+        (probs, _), fell_back = _run_with_cpu_fallback(run, torch.device("cuda"))
+    assert fell_back and devices == ["cuda", "cpu"]
+    assert not np.isnan(probs).any()
+
+
+def test_cancelling_on_an_accelerator_is_not_retried_on_the_cpu():
+    run, devices = _accelerator_run(failure=Cancelled("stop"))
+    with pytest.raises(Cancelled):
+        _run_with_cpu_fallback(run, torch.device("mps"))
+    assert devices == ["mps"]
+
+
+def test_the_cpu_runs_once_without_fallback():
+    run, devices = _accelerator_run()
+    _, fell_back = _run_with_cpu_fallback(run, torch.device("cpu"))
+    assert not fell_back and devices == ["cpu"]
+
+
+@pytest.mark.skipif(MPS_PRESENT, reason="this machine has a working MPS device")
+def test_a_model_that_cannot_move_to_mps_is_segmented_on_the_cpu(image, model):
+    with pytest.warns(UserWarning, match="MPS failed"):
+        result = segment(image, model, device=torch.device("mps"))
+    assert result.fell_back_to_cpu and result.device == "cpu"
+    assert set(np.unique(result.labels).tolist()) <= {0, 1, 2, 4}
+
+
+def test_brain_box_bounds_the_nonzero_voxels_with_a_margin_inside_the_volume():
+    image = np.zeros((2, 20, 30, 40), dtype=np.float32)
+    image[1, 5:8, 0:3, 30:40] = 1
+    assert brain_box(image, margin=2) == (slice(3, 10), slice(0, 5), slice(28, 40))
+
+
+def test_brain_box_of_an_empty_image_is_an_error():
+    with pytest.raises(ValueError, match="no brain voxels"):
+        brain_box(np.zeros((4, 3, 3, 3), dtype=np.float32))
+
+
+def test_normalise_z_scores_each_channel_over_the_brain_and_keeps_background_zero(image):
+    out = normalise(image)
+    for channel, raw in zip(out, image):
+        brain = raw != 0
+        assert not channel[~brain].any()
+        assert channel[brain].mean() == pytest.approx(0, abs=1e-4)
+        assert channel[brain].std() == pytest.approx(1, abs=1e-3)

@@ -1,0 +1,219 @@
+"""Training: ``python -m training train`` writes a self-describing checkpoint, splits by case, resumes exactly;
+``evaluate`` scores per case with the BraTS rules for empty regions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_brainseg.inference import segment
+from napari_brainseg.io import MODALITIES, load_case
+from napari_brainseg.model import load_model, read_checkpoint
+from napari_brainseg.synthetic import write_synthetic_case
+from training.__main__ import main
+from training.evaluate import HD95_EMPTY, region_scores
+from training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, STATE_FILE, TrainConfig, Trainer
+
+SHAPE = (40, 48, 32)
+CASE_IDS = [f"Case_{i:03d}" for i in range(4)]
+TINY_ARCH = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
+TINY_ARGS = ["--patch-size", "32", "32", "32", "--arch-kwargs", json.dumps(TINY_ARCH), "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """Four small synthetic labelled cases, BraTS 2018 names."""
+    root = tmp_path_factory.mktemp("data")
+    for seed, case_id in enumerate(CASE_IDS):
+        write_synthetic_case(root / case_id, case_id, shape=SHAPE, seed=seed)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_dir, tmp_path_factory) -> Path:
+    """A two-step run of the real CLI: two epochs of one step each."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "2", "--steps-per-epoch", "1",
+                 "--model-id", "tiny-test", "--version", "2.3.4", *TINY_ARGS])
+    assert code == 0
+    return run
+
+
+def tiny_config(data_dir: Path, out: Path, **changes) -> TrainConfig:
+    settings = {"data": [str(data_dir)], "out": str(out), "epochs": 2, "steps_per_epoch": 2, "device": "cpu",
+                "seed": 7, "patch_size": [32, 32, 32], "arch_kwargs": TINY_ARCH, "warmup_steps": 1}
+    return TrainConfig(**{**settings, **changes})
+
+
+def test_a_trained_checkpoint_reloads_and_segments_into_brats_labels(trained_run, data_dir):
+    model, _ = load_model(trained_run / MODEL_FILE)
+    case = load_case(data_dir / CASE_IDS[0])
+    labels = segment(case.image, model, device="cpu").labels
+    assert labels.shape == case.image.shape[1:]
+    assert set(np.unique(labels).tolist()) <= {0, 1, 2, 4}
+
+
+def test_the_checkpoint_describes_itself(trained_run):
+    info = read_checkpoint(trained_run / MODEL_FILE)["info"]
+    assert info["model_id"] == "tiny-test" and info["version"] == "2.3.4"
+    assert info["arch"] == "monai.UNet" and info["arch_kwargs"]["channels"] == [4, 8]
+    assert info["channels"] == list(MODALITIES)
+    assert "z-score" in info["normalisation"]
+    assert info["labels"] == {"NCR/NET": 1, "oedema": 2, "enhancing": 4}
+    assert info["patch_size"] == [32, 32, 32]
+    assert sorted(info["train_cases"] + info["val_cases"]) == CASE_IDS
+    assert {"Dice_WT", "Dice_TC", "Dice_ET", "HD95_WT", "HD95_TC", "HD95_ET"} <= info["metrics"].keys()
+    assert info["metrics"]["step"] == 2
+    assert info["training"]["steps_done"] == 2 and info["training"]["world_size"] == 1
+    assert info["parent"] is None and info["created"]
+
+
+def test_the_split_is_by_case_and_written_to_split_json(trained_run):
+    split = json.loads((trained_run / SPLIT_FILE).read_text())
+    assert not set(split["train"]) & set(split["val"])
+    assert sorted(split["train"] + split["val"]) == CASE_IDS
+    assert split["val"], "some cases are held out for validation"
+    info = read_checkpoint(trained_run / MODEL_FILE)["info"]
+    assert (info["train_cases"], info["val_cases"]) == (split["train"], split["val"])
+
+
+def test_every_epoch_is_logged_once(trained_run):
+    entries = [json.loads(line) for line in (trained_run / LOG_FILE).read_text().splitlines()]
+    assert [(e["epoch"], e["step"]) for e in entries] == [(1, 1), (2, 2)]
+    assert all(np.isfinite(e["loss"]) and "Dice_WT" in e["val"] for e in entries)
+
+
+def test_a_val_split_file_is_honoured(data_dir, tmp_path):
+    split_file = tmp_path / "my_split.json"
+    split_file.write_text(json.dumps({"train": CASE_IDS[:2], "val": [CASE_IDS[3]]}))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "1",
+                 "--val-split", str(split_file), *TINY_ARGS]) == 0
+    split = json.loads((run / SPLIT_FILE).read_text())
+    assert split["val"] == [CASE_IDS[3]]
+    assert split["train"] == CASE_IDS[:3], "a case the split file does not name trains"
+
+
+def test_validation_folders_are_held_out_of_training(data_dir, tmp_path):
+    write_synthetic_case(tmp_path / "val" / "Other_001", "Other_001", shape=SHAPE, seed=9)
+    trainer = Trainer(tiny_config(data_dir, tmp_path / "run", val_data=[str(tmp_path / "val")]), log=lambda _: None)
+    assert trainer.split == {"train": CASE_IDS, "val": ["Other_001"]}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_at(step: int):
+    def progress(done: int, total: int, loss: float) -> None:
+        if done == step:
+            raise Interrupted
+
+    return progress
+
+
+def test_an_interrupted_run_resumes_from_its_last_epoch_and_ends_with_the_same_weights(data_dir, tmp_path):
+    quiet = lambda _: None
+    uninterrupted = Trainer(tiny_config(data_dir, tmp_path / "a"), log=quiet).fit()
+
+    with pytest.raises(Interrupted):  # a crash during step 3, after epoch 1 (steps 1-2) was saved
+        Trainer(tiny_config(data_dir, tmp_path / "b"), log=quiet).fit(progress=stop_at(3))
+    state = torch.load(tmp_path / "b" / STATE_FILE, weights_only=False)
+    assert (state["epoch"], state["step"]) == (1, 2)
+
+    messages: list[str] = []
+    resumed = Trainer(tiny_config(data_dir, tmp_path / "b"), log=messages.append)
+    assert (resumed.epoch, resumed.step) == (1, 2)
+    assert any("Resumed" in m for m in messages)
+    path = resumed.fit()
+
+    a, b = load_model(uninterrupted)[0].state_dict(), load_model(path)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (tmp_path / "b" / LOG_FILE).read_text().splitlines()]
+    assert [e["step"] for e in log] == [2, 4], "no epoch is trained twice"
+
+
+def test_the_same_seed_gives_the_same_model_and_another_seed_does_not(data_dir, tmp_path):
+    quiet = lambda _: None
+    runs = [Trainer(tiny_config(data_dir, tmp_path / name, epochs=1, seed=seed), log=quiet).fit()
+            for name, seed in (("a", 1), ("b", 1), ("c", 2))]
+    a, b, c = (load_model(p)[0].state_dict() for p in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_evaluate_prints_per_case_and_mean_scores_and_writes_csv_and_json(trained_run, data_dir, tmp_path, capsys):
+    csv_path, json_path = tmp_path / "scores.csv", tmp_path / "out" / "scores.json"
+    code = main(["evaluate", "--model", str(trained_run / MODEL_FILE), "--data", str(data_dir), "--device", "cpu",
+                 "--report", str(csv_path), str(json_path)])
+    assert code == 0
+    captured = capsys.readouterr()
+    header = captured.out.splitlines()[1].split()
+    assert header == ["case", "Dice_WT", "HD95_WT", "Dice_TC", "HD95_TC", "Dice_ET", "HD95_ET"]
+    for case_id in [*CASE_IDS, "mean"]:
+        assert any(line.startswith(case_id) for line in captured.out.splitlines())
+    assert "were used to train" in captured.err, "scores on training cases are flagged as not a fair test"
+
+    with csv_path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["case_id"] for r in rows] == [*CASE_IDS, "mean"]
+    report = json.loads(json_path.read_text())
+    assert [r["case_id"] for r in report["cases"]] == CASE_IDS
+    assert report["mean"]["Dice_WT"] == pytest.approx(np.mean([r["Dice_WT"] for r in report["cases"]]))
+
+
+def test_evaluate_can_score_only_the_validation_cases_of_a_split(trained_run, data_dir, capsys):
+    code = main(["evaluate", "--model", str(trained_run / MODEL_FILE), "--data", str(data_dir), "--device", "cpu",
+                 "--split", str(trained_run / SPLIT_FILE)])
+    assert code == 0
+    captured = capsys.readouterr()
+    val = json.loads((trained_run / SPLIT_FILE).read_text())["val"]
+    assert f"on {len(val)} case(s)" in captured.out
+    assert "were used to train" not in captured.err
+
+
+def labels_with(*boxes: tuple[int, tuple[slice, ...]]) -> np.ndarray:
+    seg = np.zeros((20, 20, 20), dtype=np.uint8)
+    for label, box in boxes:
+        seg[box] = label
+    return seg
+
+
+CUBE = (slice(5, 10), slice(5, 10), slice(5, 10))
+CORE = (slice(6, 8), slice(6, 8), slice(6, 8))
+
+
+def test_empty_truth_and_empty_prediction_score_dice_1_and_hd95_0():
+    scores = region_scores(labels_with(), labels_with(), (1, 1, 1))
+    assert all(scores[f"Dice_{r}"] == 1.0 and scores[f"HD95_{r}"] == 0.0 for r in ("WT", "TC", "ET"))
+
+
+def test_a_region_empty_on_one_side_only_scores_dice_0():
+    truth = labels_with((2, CUBE))  # oedema only: TC and ET are empty
+    pred = labels_with((2, CUBE), (4, CORE))  # predicts enhancing tumour that is not there
+    scores = region_scores(pred, truth, (1, 1, 1))
+    assert scores["Dice_ET"] == 0.0 and scores["HD95_ET"] == HD95_EMPTY
+    assert scores["Dice_TC"] == 0.0
+    missed = region_scores(labels_with(), truth, (1, 1, 1))
+    assert missed["Dice_WT"] == 0.0 and missed["HD95_WT"] == HD95_EMPTY
+
+
+def test_a_perfect_prediction_scores_dice_1_and_hd95_0():
+    seg = labels_with((2, CUBE), (1, CORE))
+    scores = region_scores(seg, seg, (1, 1, 1))
+    assert scores["Dice_WT"] == pytest.approx(1) and scores["HD95_WT"] == 0
+    assert scores["Dice_ET"] == 1.0 and scores["HD95_ET"] == 0.0, "ET empty on both sides"
+
+
+def test_hd95_is_measured_in_millimetres_with_the_voxel_spacing():
+    truth = labels_with((2, CUBE))
+    shifted = labels_with((2, (slice(7, 12), slice(5, 10), slice(5, 10))))  # two voxels along axis 0
+    assert region_scores(shifted, truth, (1, 1, 1))["HD95_WT"] == pytest.approx(2)
+    assert region_scores(shifted, truth, (3, 1, 1))["HD95_WT"] == pytest.approx(6)
+    assert region_scores(shifted, truth, (1, 1, 1))["Dice_WT"] == pytest.approx(3 / 5)
+

@@ -1,0 +1,133 @@
+"""Training data: which cases are found where, which version of a corrected case is used, how cases are split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_brainseg.io import BratsInputError
+from napari_brainseg.labels import ET, ET_2023
+from training.data import (
+    discover_cases,
+    is_correction,
+    load_training_case,
+    make_split,
+    read_split,
+    sampling_weights,
+    shard_cases,
+    write_split,
+)
+
+
+def test_cases_in_both_brats_namings_are_found_recursively(make_case, tmp_path):
+    make_case("Brats18_A_1", "brats2018", folder="data/2018/Brats18_A_1")
+    make_case("BraTS-GLI-00001-000", "brats2023", folder="data/2023/deeper/BraTS-GLI-00001-000")
+    found = discover_cases([tmp_path / "data"])
+    assert [(c.case_id, c.naming) for c in found] == [
+        ("BraTS-GLI-00001-000", "brats2023"),
+        ("Brats18_A_1", "brats2018"),
+    ]
+
+
+def test_a_data_folder_that_is_itself_a_case_is_found(make_case):
+    files = make_case("Brats18_A_1")
+    assert [c.case_id for c in discover_cases([files.folder])] == ["Brats18_A_1"]
+
+
+def test_cases_without_labels_are_not_training_cases(make_case, tmp_path):
+    make_case("Labelled_1", folder="data/Labelled_1")
+    make_case("Unlabelled_1", folder="data/Unlabelled_1", with_seg=False)
+    assert [c.case_id for c in discover_cases([tmp_path / "data"])] == ["Labelled_1"]
+
+
+def test_brats2023_enhancing_tumour_label_3_is_read_as_4(make_case):
+    files = make_case("BraTS-GLI-00001-000", "brats2023")
+    label = load_training_case(discover_cases([files.folder])[0])["label"]
+    assert ET in label and ET_2023 not in label
+
+
+def test_a_training_case_is_cropped_to_the_brain_and_normalised(make_case):
+    case = load_training_case(make_case("Brats18_A_1"))
+    image, label = case["image"], case["label"]
+    assert image.shape[0] == 4 and label.shape == (1, *image.shape[1:])
+    brain = image[0] != 0
+    assert abs(float(image[0][brain].mean())) < 1e-3 and abs(float(image[0][brain].std()) - 1) < 1e-2
+
+
+def test_the_newest_version_of_a_corrected_case_is_used(make_case, tmp_path):
+    for version, seed in (("v001", 1), ("v002", 2), ("v010", 3)):
+        make_case("Case_1", folder=f"corrections/Case_1/{version}", seed=seed)
+    (chosen,) = discover_cases([tmp_path / "corrections"])
+    assert chosen.folder.name == "v010" and is_correction(chosen)
+
+
+def test_all_versions_lists_every_export_oldest_first(make_case, tmp_path):
+    for version in ("v001", "v002"):
+        make_case("Case_1", folder=f"corrections/Case_1/{version}")
+    found = discover_cases([tmp_path / "corrections"], all_versions=True)
+    assert [c.folder.name for c in found] == ["v001", "v002"]
+
+
+@pytest.mark.parametrize("corrections_first", [True, False])
+def test_a_correction_replaces_the_original_case_whatever_the_folder_order(make_case, tmp_path, corrections_first):
+    make_case("Case_1", folder="original/Case_1")
+    make_case("Case_2", folder="original/Case_2")
+    make_case("Case_1", folder="corrections/Case_1/v001", seed=5)
+    folders = [tmp_path / "original", tmp_path / "corrections"]
+    found = {c.case_id: c for c in discover_cases(folders[::-1] if corrections_first else folders)}
+    assert is_correction(found["Case_1"]) and found["Case_1"].folder.name == "v001"
+    assert not is_correction(found["Case_2"])
+
+
+def test_a_missing_data_folder_or_no_cases_is_explained(tmp_path):
+    with pytest.raises(BratsInputError, match="does not exist"):
+        discover_cases([tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BratsInputError, match="No labelled BraTS cases"):
+        discover_cases([tmp_path / "empty"])
+
+
+def test_a_split_is_by_case_seeded_and_keeps_a_case_for_each_side():
+    ids = [f"Case_{i}" for i in range(10)]
+    split = make_split(ids, val_fraction=0.2, seed=3)
+    assert set(split["train"]) | set(split["val"]) == set(ids)
+    assert not set(split["train"]) & set(split["val"])
+    assert len(split["val"]) == 2
+    assert make_split(list(reversed(ids)), val_fraction=0.2, seed=3) == split
+    two = make_split(["A", "B"], val_fraction=0.01)
+    assert len(two["train"]) == len(two["val"]) == 1
+
+
+def test_a_split_file_round_trips_and_overlaps_are_refused(tmp_path):
+    write_split({"train": ["A", "B"], "val": ["C"]}, tmp_path / "split.json")
+    assert read_split(tmp_path / "split.json") == {"train": ["A", "B"], "val": ["C"]}
+    (tmp_path / "bad.json").write_text(json.dumps({"train": ["A"], "val": ["A"]}))
+    with pytest.raises(BratsInputError, match="both train and val"):
+        read_split(tmp_path / "bad.json")
+    (tmp_path / "odd.json").write_text("[]")
+    with pytest.raises(BratsInputError, match="'train' and 'val'"):
+        read_split(tmp_path / "odd.json")
+
+
+def test_corrected_cases_are_drawn_for_at_least_their_share_of_patches(make_case, tmp_path):
+    originals = [make_case(f"Orig_{i}", folder=f"original/Orig_{i}") for i in range(3)]
+    corrected = make_case("Case_1", folder="corrections/Case_1/v001")
+    weights = np.array(sampling_weights([*originals, corrected], correction_share=0.5))
+    assert weights.sum() == pytest.approx(1)
+    assert weights[3] == pytest.approx(0.5), "one corrected case among three originals still gets half"
+    assert np.allclose(weights[:3], 0.5 / 3)
+    assert sampling_weights(originals, 0.5) is None, "nothing to balance without corrections"
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        sampling_weights(originals, 1.5)
+
+
+def test_processes_share_the_cases_with_corrections_dealt_out_evenly(make_case, tmp_path):
+    originals = [make_case(f"Orig_{i}", folder=f"original/Orig_{i}") for i in range(4)]
+    corrected = [make_case(f"Case_{i}", folder=f"corrections/Case_{i}/v001") for i in range(2)]
+    cases = sorted([*originals, *corrected], key=lambda c: c.case_id)
+    shards = [shard_cases(cases, rank, 2) for rank in range(2)]
+    assert sorted(c.case_id for shard in shards for c in shard) == sorted(c.case_id for c in cases)
+    assert all(sum(is_correction(c) for c in shard) == 1 for shard in shards)
+    assert shard_cases(cases[:1], 1, 2) == cases[:1], "a process without a case of its own uses them all"
