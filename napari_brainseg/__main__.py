@@ -15,13 +15,14 @@ mistakes are reported at once.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+
+from .atomic import atomic_path
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -90,7 +91,9 @@ def plan_outputs(cases: list[CaseFiles], output: str | None, output_dir: str | N
         seen: set[Path] = set()
         for path in outputs:
             if path in seen:
-                raise UsageError(f"Two cases have the id {path.name[: -len(SEG_SUFFIX)]}; segment them one at a time with --output.")
+                raise UsageError(
+                    f"Two cases have the id {path.name[: -len(SEG_SUFFIX)]}; segment them one at a time with --output."
+                )
             seen.add(path)
     inputs = {Path(p).resolve() for files in cases for p in [*files.images.values(), files.seg] if p}
     for path in outputs:
@@ -109,17 +112,10 @@ def write_nifti_atomic(image: nib.Nifti1Image, path: Path, overwrite: bool) -> N
     """Save a NIfTI image through a temporary file in the same folder, renamed into place at the end."""
     import nibabel as nib
 
-    ext = next(e for e in OUTPUT_EXTENSIONS if path.name.lower().endswith(e))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[: -len(ext)]}-", suffix=ext)
-    os.close(fd)
-    try:
-        nib.save(image, tmp)
+    with atomic_path(path) as temp:
+        nib.save(image, temp)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} appeared while segmenting; pass --overwrite to replace it.")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _segment_one(files: CaseFiles, output: Path, model, device, args: argparse.Namespace) -> None:
@@ -164,21 +160,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit status."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as done:  # --help, or a usage error already printed
-        return int(done.code or 0)
+def run_command(args: argparse.Namespace, interrupted: str) -> int:
+    """Run the parsed subcommand; an error becomes an ``error:`` line and status 1, Ctrl+C ``interrupted`` and 130."""
     try:
         return args.func(args)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted; outputs already written are complete, the current one was not written.",
-              file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed
+        return int(done.code or 0)
+    return run_command(
+        args, "error: interrupted; outputs already written are complete, the current one was not written."
+    )
 
 
 if __name__ == "__main__":

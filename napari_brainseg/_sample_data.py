@@ -35,15 +35,14 @@ def sample_case_files() -> CaseFiles:
     except BratsInputError:
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete cache: make it again
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    staging = tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.", ignore_cleanup_errors=True)
     try:
-        write_synthetic_case(staging, shape=SAMPLE_SHAPE)
-        os.replace(staging, folder)
+        with staging:
+            write_synthetic_case(staging.name, shape=SAMPLE_SHAPE)
+            os.replace(staging.name, folder)
     except OSError:
         if not folder.is_dir():  # not a race with another process that wrote it first
             raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return find_case(folder)
 
 

@@ -208,23 +208,20 @@ def export_correction(
         prediction = _validated(prediction, geometry, "model's prediction")
     case_dir = Path(dataset).expanduser() / files.case_id
     created_case_dir = not case_dir.exists()
-    temp: Path | None = None
     folder: Path | None = None
     try:
         case_dir.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=case_dir))
-        version = max(existing_versions(case_dir), default=0) + 1
-        sidecar = _sidecar(files, geometry, labels, prediction, version, model_id, model_version)
-        _write_version(temp, files, geometry, labels, sidecar)
-        folder = _publish(temp, case_dir, sidecar)
+        # What is left of the temporary folder is removed on leaving the block: nothing once it is published.
+        with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX, dir=case_dir, ignore_cleanup_errors=True) as temp:
+            version = max(existing_versions(case_dir), default=0) + 1
+            sidecar = _sidecar(files, geometry, labels, prediction, version, model_id, model_version)
+            _write_version(Path(temp), files, geometry, labels, sidecar)
+            folder = _publish(Path(temp), case_dir, sidecar)
     except Exception as err:
         raise ExportError(_failure_message(err, case_dir)) from err
     finally:
-        if folder is None:  # failed or interrupted: leave no trace
-            if temp is not None:
-                shutil.rmtree(temp, ignore_errors=True)
-            if created_case_dir:
-                _remove_if_empty(case_dir)
+        if folder is None and created_case_dir:  # failed or interrupted: leave no trace
+            _remove_if_empty(case_dir)
     return ExportResult(
         folder=folder,
         seg_path=folder / f"{files.case_id}{SUFFIXES_2018['seg']}.nii.gz",

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     import napari.layers
 
 METADATA_KEY = "brainseg"
+CORRECTIONS_ROLE = "corrections"
+OVERLAY_ROLES = frozenset({CORRECTIONS_ROLE})
+"""Roles of read-only layers drawn over a label map: not label maps themselves, so not offered for editing."""
 CONTRAST_PERCENTILES = (0.5, 99.5)
 LABELS_OPACITY = 0.6
 VISIBLE_MODALITY = "flair"
@@ -167,6 +170,11 @@ def uncertainty_layer_data(uncertainty: np.ndarray, context: CaseContext) -> Lay
 def brainseg_metadata(layer: napari.layers.Layer) -> dict[str, Any]:
     """The plugin's metadata of a layer (empty for layers the plugin did not make)."""
     return layer.metadata.get(METADATA_KEY) or {}
+
+
+def is_overlay(layer: napari.layers.Layer) -> bool:
+    """Whether ``layer`` is one of the plugin's read-only overlays (see :data:`OVERLAY_ROLES`)."""
+    return brainseg_metadata(layer).get("role") in OVERLAY_ROLES
 
 
 def _name_tokens(name: str) -> list[str]:

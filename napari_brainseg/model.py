@@ -14,8 +14,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_path
 from .io import MODALITIES
 
 FORMAT = "napari-brainseg-checkpoint"
@@ -99,14 +98,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, half: b
     module = model.module if hasattr(model, "module") else model
     state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in module.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "info": asdict(info), "state_dict": state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as temp:
+        torch.save(payload, temp)
     return path
 
 
@@ -125,7 +118,7 @@ def read_checkpoint(model: str | Path) -> dict[str, Any]:
     path = resolve_model_path(model)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for foreign or corrupt files
+    except Exception as err:  # noqa: BLE001 -- torch raises many types for foreign or corrupt files
         raise CheckpointError(
             f"{path.name} is not a napari-brainseg checkpoint (it could not be read: {type(err).__name__}). "
             "Pick a .pt file written by `python -m training train` or by the Retrain widget."

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from psygnal import Signal
 
+from .atomic import atomic_path, write_text_atomic
 from .model import BUNDLED, BUNDLED_PATH, info_from_dict, read_checkpoint
 
 ENV_VAR = "NAPARI_BRAINSEG_MODELS_DIR"
@@ -96,10 +96,7 @@ def _read_index(folder: Path) -> list[dict]:
 
 
 def _write_index(folder: Path, models: list[dict]) -> None:
-    path = folder / INDEX_FILE
-    tmp = path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"format": INDEX_FORMAT, "models": models}, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(folder / INDEX_FILE, json.dumps({"format": INDEX_FORMAT, "models": models}, indent=2) + "\n")
 
 
 def list_models() -> list[ModelEntry]:
@@ -153,14 +150,8 @@ def register_model(checkpoint_path: str | Path, name: str | None = None) -> Mode
         raise RegistryError(f"A model named {name!r} already exists; choose another name.")
     files = {p.name.lower() for p in folder.iterdir()}
     target = folder / _file_name(name, files)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(target) as temp:
+        shutil.copyfile(source, temp)
     entry = ModelEntry(name, target, info.model_id, info.version, info.parent, info.created, info.metrics)
     record = {**asdict(entry), "file": target.name,
               "registered": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

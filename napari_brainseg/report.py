@@ -16,8 +16,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .atomic import atomic_path
 from .diff import diff_counts
 from .inference import brain_box
 from .io import MODALITY_TITLES
@@ -230,16 +229,6 @@ def _checked_target(path: str | Path, overwrite: bool) -> tuple[Path, str]:
     return path, suffix[1:]
 
 
-def _save_atomically(figure: Figure, path: Path, fmt: str, metadata: dict) -> None:
-    temp = path.with_name(f".{path.stem}-{uuid.uuid4().hex[:8]}{path.suffix}")  # same folder: os.replace is atomic
-    try:
-        FigureCanvasAgg(figure).print_figure(temp, format=fmt, dpi=150, metadata=metadata)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def write_case_report(
     path: str | Path,
     images: Mapping[str, np.ndarray],
@@ -284,5 +273,6 @@ def write_case_report(
     metadata = {"Title": f"Case report {case_id}", "Subject": "; ".join(summary["text"])}
     if fmt == "png":
         metadata = {"Title": metadata["Title"], "Description": metadata["Subject"]}
-    _save_atomically(figure, target, fmt, metadata)
+    with atomic_path(target) as temp:
+        FigureCanvasAgg(figure).print_figure(temp, format=fmt, dpi=150, metadata=metadata)
     return summary

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from napari_brainseg._widgets import add_layers
+from napari_brainseg._widgets.edit import EditWidget
 from napari_brainseg._widgets.review import ReviewWidget
 from napari_brainseg.diff import ADDED, REMOVED
 from napari_brainseg.io import load_case
@@ -100,6 +101,17 @@ def test_corrections_toggle_adds_and_removes_the_diff_layer_with_counts(viewer, 
 
     widget.show_corrections.value = False
     assert f"{labels.name} corrections" not in viewer.layers
+
+
+def test_the_corrections_overlay_is_never_offered_as_a_labels_layer_to_edit(viewer, widget):
+    labels = widget.layer.value
+    widget.show_corrections.value = True
+    overlay = viewer.layers[f"{labels.name} corrections"]
+    edit = EditWidget(viewer)
+    viewer.layers.selection.active = overlay  # even when the user selects it in the layer list
+    for picker in (widget.layer, edit.layer):
+        assert overlay not in picker.choices and labels in picker.choices
+        assert picker.value is labels
 
 
 def test_corrections_need_a_layer_with_a_prediction(viewer, widget):

@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from napari_brainseg.__main__ import run_command
+
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "brats2018"
 
 
@@ -184,15 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("Interrupted. The run folder keeps the last completed epoch: run the same command again to resume.",
-              file=sys.stderr)
-        return 130
+    return run_command(
+        args, "Interrupted. The run folder keeps the last completed epoch: run the same command again to resume."
+    )
 
 
 if __name__ == "__main__":

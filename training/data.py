@@ -16,13 +16,13 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from napari_brainseg.atomic import write_text_atomic
 from napari_brainseg.export import VERSION_DIR
 from napari_brainseg.inference import brain_box, normalise
 from napari_brainseg.io import BratsInputError, CaseFiles, find_case, is_case_folder, load_case
@@ -92,10 +92,7 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
 
 def write_split(split: dict[str, list[str]], path: str | Path) -> None:
     """Write a split file atomically (other processes of a distributed run may be reading it)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(split, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(split, indent=2) + "\n")
 
 
 def shard_cases(cases: Sequence[CaseFiles], rank: int, world: int) -> list[CaseFiles]:

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from napari_brainseg.atomic import write_text_atomic
 from napari_brainseg.io import CaseFiles
 from napari_brainseg.model import ModelInfo, info_from_dict, load_model, read_checkpoint
 
@@ -116,12 +116,6 @@ def _describe_data(trainer: Trainer) -> str:
     return f"Fine-tuning on {len(corrected)} corrected case(s) ({', '.join(corrected)}) and {original} original."
 
 
-def _write_json(payload: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def finetune(cfg: TrainConfig, log: Callable[[str], None] = print) -> Generator[Progress, None, FinetuneResult | None]:
     """Fine-tune, then score base and new model on the validation cases; yields progress.
 
@@ -152,5 +146,6 @@ def finetune(cfg: TrainConfig, log: Callable[[str], None] = print) -> Generator[
             report = (f"Note: the base model was trained on {len(seen)} of these validation case(s) "
                       f"({', '.join(seen)}); its scores on them are optimistic.\n{report}")
     result = FinetuneResult(checkpoint, info, base_info.model_id, base_rows, new_rows, comparison, report)
-    _write_json({**asdict(result), "worse": result.worse}, trainer.run / REPORT_FILE)
+    report_json = json.dumps({**asdict(result), "worse": result.worse}, indent=2, default=str)
+    write_text_atomic(trainer.run / REPORT_FILE, report_json + "\n")
     return result

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from napari_brainseg.atomic import atomic_path
 from napari_brainseg.inference import Cancelled, select_device
 from napari_brainseg.io import CaseFiles
 from napari_brainseg.model import DEFAULT_ARCH_KWARGS, ModelInfo, build_network, load_model, save_checkpoint
@@ -338,9 +339,8 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
                  "history": self.history}
-        tmp = self.run / f".{STATE_FILE}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.run / STATE_FILE)
+        with atomic_path(self.run / STATE_FILE) as temp:
+            torch.save(state, temp)
 
 
 def _format_entry(entry: dict) -> str:

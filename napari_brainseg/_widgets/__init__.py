@@ -15,14 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import numpy as np
 from magicgui.widgets import ComboBox, Label
 from magicgui.widgets.bases import Widget
 
-from ..layers import LayerDataTuple
+from ..layers import LayerDataTuple, is_overlay
 
 if TYPE_CHECKING:
     import napari
     import napari.layers
+    from magicgui.widgets import ProgressBar, PushButton
+    from napari.qt.threading import WorkerBase
 
 ERROR_STYLE = "color: #ff6060;"
 
@@ -53,11 +56,49 @@ class Status(Label):
         return self.native.styleSheet() == ERROR_STYLE
 
 
+class RunsInBackground:
+    """Mixed into a widget that runs one napari worker at a time, shown by its Run/Cancel buttons and progress bar."""
+
+    FAILED = "It failed"
+    """How the status line starts when the worker raises, e.g. ``"Segmentation failed"``."""
+    worker: WorkerBase | None = None
+    run_button: PushButton
+    cancel_button: PushButton
+    progress: ProgressBar
+    status: Status
+
+    def _run_worker(self, worker: WorkerBase) -> None:
+        """Start ``worker`` (its other signals already connected); the widget shows it busy until it finishes."""
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
+        worker.start()
+
+    def _on_error(self, err: Exception) -> None:
+        # napari's worker has already raised a notification for it (with the traceback).
+        self.status.error(f"{self.FAILED}: {err}", notify=False)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+        self.progress.visible = False
+
+
 def add_layers(viewer: napari.viewer.Viewer, layer_data: Iterable[LayerDataTuple]) -> list[napari.layers.Layer]:
     """Add napari LayerData tuples to the viewer; returns the new layers."""
     from napari.layers import Layer
 
     return [viewer.add_layer(Layer.create(data, kwargs, kind)) for data, kwargs, kind in layer_data]
+
+
+def set_masked_voxels(layer: napari.layers.Labels, mask: np.ndarray, value: int) -> int:
+    """Set ``layer``'s voxels under ``mask`` to ``value`` as one edit that Ctrl+Z undoes; returns how many."""
+    indices = np.nonzero(mask)
+    if indices[0].size:
+        layer.data_setitem(indices, value)
+    return int(indices[0].size)
 
 
 def connect_while_alive(widget: Widget, emitter, callback) -> None:
@@ -71,7 +112,10 @@ def connect_while_alive(widget: Widget, emitter, callback) -> None:
 
 
 class LabelsLayerPicker(ComboBox):
-    """A choice of the viewer's Labels layers that follows the layer selected in the layer list."""
+    """A choice of the viewer's Labels layers that follows the layer selected in the layer list.
+
+    Overlays drawn over a label map (such as the Review widget's corrections) are not offered.
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer, label: str = "Labels layer") -> None:
         self._viewer = viewer
@@ -85,13 +129,15 @@ class LabelsLayerPicker(ComboBox):
     def _labels_layers(self, _=None) -> list[tuple[str, napari.layers.Labels]]:
         from napari.layers import Labels
 
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Labels) and not is_overlay(layer)
+        ]
 
     def follow_selection(self, event=None) -> None:
-        """Pick the layer selected in the layer list when it is a Labels layer."""
-        from napari.layers import Labels
-
+        """Pick the layer selected in the layer list when it is one of the choices."""
         self.reset_choices()
         active = self._viewer.layers.selection.active
-        if isinstance(active, Labels):
+        if active in self.choices:
             self.value = active

@@ -8,7 +8,7 @@ import numpy as np
 from magicgui.widgets import Container, PushButton, RadioButtons, SpinBox
 
 from ..labels import BACKGROUND, LABEL_NAMES, fill_holes, small_islands
-from . import LabelsLayerPicker, Status
+from . import LabelsLayerPicker, Status, set_masked_voxels
 
 if TYPE_CHECKING:
     import napari
@@ -65,7 +65,7 @@ class EditWidget(Container):
         if label == ERASER:
             self.status.error("Choose NCR/NET, oedema or enhancing: holes are filled with that class.")
             return
-        changed = self._apply(layer, fill_holes(np.asarray(layer.data), label), label)
+        changed = set_masked_voxels(layer, fill_holes(np.asarray(layer.data), label), label)
         self.status.info(f"Filled {changed} voxels with {LABEL_NAMES[label]}." + (" Ctrl+Z undoes." if changed else ""))
 
     def remove_islands(self) -> None:
@@ -73,16 +73,8 @@ class EditWidget(Container):
         layer = self._target()
         if layer is None:
             return
-        changed = self._apply(layer, small_islands(np.asarray(layer.data), self.min_voxels.value), BACKGROUND)
+        changed = set_masked_voxels(layer, small_islands(np.asarray(layer.data), self.min_voxels.value), BACKGROUND)
         self.status.info(
             f"Removed {changed} voxels in islands under {self.min_voxels.value} voxels."
             + (" Ctrl+Z undoes." if changed else "")
         )
-
-    @staticmethod
-    def _apply(layer: napari.layers.Labels, mask: np.ndarray, value: int) -> int:
-        """Set the masked voxels through napari's undoable edit; returns how many were changed."""
-        indices = np.nonzero(mask)
-        if indices[0].size:
-            layer.data_setitem(indices, value)
-        return int(indices[0].size)

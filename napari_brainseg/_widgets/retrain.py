@@ -16,7 +16,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pro
 from .. import registry
 from ..inference import available_devices
 from ..model import CheckpointError
-from . import Status
+from . import RunsInBackground, Status, connect_while_alive
 from .export import default_dataset
 
 if TYPE_CHECKING:
@@ -32,15 +32,16 @@ def _default_name() -> str:
     return f"finetuned-{_dt.datetime.now():%Y%m%d-%H%M%S}"
 
 
-class RetrainWidget(Container):
+class RetrainWidget(RunsInBackground, Container):
     """Corrections (and optional original and validation cases), base model, length, device; run or cancel."""
+
+    FAILED = "Fine-tuning failed"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from training.finetune import FINETUNE_EPOCHS, FINETUNE_STEPS_PER_EPOCH
 
         super().__init__()
         self._viewer = viewer
-        self.worker = None
         self._log: list[str] = []
 
         self.corrections = FileEdit(label="Corrections folder", mode="d", value=default_dataset())
@@ -62,9 +63,7 @@ class RetrainWidget(Container):
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        registry.events.changed.connect(self.base.reset_choices)
-        # The registry outlives the widget: stop listening once napari has deleted it.
-        self.native.destroyed.connect(lambda: registry.events.changed.disconnect(self.base.reset_choices))
+        connect_while_alive(self, registry.events.changed, self.base.reset_choices)
         self.extend([
             self.corrections, self.original, self.validation, self.base, self.name, self.epochs, self.steps,
             self.device, self.run_button, self.cancel_button, self.progress, self.loss, self.status, self.result,
@@ -115,14 +114,9 @@ class RetrainWidget(Container):
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result: self._on_result(result, name))
         worker.aborted.connect(self._on_cancelled)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
         self.loss.value, self.result.value = "", ""
         self.status.info(f"Preparing the cases for {name}\u2026")
-        worker.start()
+        self._run_worker(worker)
 
     def cancel(self) -> None:
         """Stop after the current step; the run folder keeps the last completed epoch, nothing is registered."""
@@ -154,12 +148,3 @@ class RetrainWidget(Container):
             f"Cancelled; no model was registered. {self.run_folder()} keeps the last completed epoch: "
             "fine-tune again with the same name to resume."
         )
-
-    def _on_error(self, err: Exception) -> None:
-        # napari's worker has already raised a notification for it (with the traceback).
-        self.status.error(f"Fine-tuning failed: {err}", notify=False)
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
-        self.progress.visible = False

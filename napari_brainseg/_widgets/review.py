@@ -13,10 +13,10 @@ from ..diff import DIFF_COLORS, diff_counts, diff_map
 from ..interpolation import drawn_slices, fill_between_slices
 from ..io import MODALITY_TITLES
 from ..labels import LABEL_NAMES, LabelError
-from ..layers import METADATA_KEY, brainseg_metadata, find_modality_layers
+from ..layers import CORRECTIONS_ROLE, METADATA_KEY, brainseg_metadata, find_modality_layers
 from ..report import REPORT_FORMATS, REPORT_MODALITIES, write_case_report
 from ..review import ReviewQueue, slice_scores
-from . import LabelsLayerPicker, Status
+from . import LabelsLayerPicker, Status, set_masked_voxels
 
 if TYPE_CHECKING:
     import napari
@@ -223,7 +223,7 @@ class ReviewWidget(Container):
             translate=layer.translate,
             colormap=DirectLabelColormap(color_dict=DIFF_COLORS),
             opacity=0.8,
-            metadata={METADATA_KEY: {"role": "corrections"}},
+            metadata={METADATA_KEY: {"role": CORRECTIONS_ROLE}},
         )
         self.diff_layer.editable = False
         self._tracked = layer
@@ -244,7 +244,7 @@ class ReviewWidget(Container):
         self.corrections.visible = False
 
     def _follow_labels_layer(self, layer) -> None:
-        if self.show_corrections.value and layer is not self._tracked and layer is not self.diff_layer:
+        if self.show_corrections.value and layer is not self._tracked:
             self._show_diff(layer)
 
     def refresh_diff(self) -> dict | None:
@@ -303,20 +303,19 @@ class ReviewWidget(Container):
         axis = self._slicing_axis(layer)
         data = np.asarray(layer.data)
         mask = fill_between_slices(data, label, axis, layer.scale[-3:], reference=self._prediction(layer))
-        indices = np.nonzero(mask)
-        if indices[0].size == 0:
+        changed = set_masked_voxels(layer, mask, label)
+        if changed == 0:
             self.status.info(
                 f"Nothing to fill: paint {LABEL_NAMES[label]} on two slices with unpainted slices "
                 "between them, then press again."
             )
             return 0
-        layer.data_setitem(indices, label)
         filled = drawn_slices(mask, axis)
         self.status.info(
-            f"Filled {indices[0].size} voxels of {LABEL_NAMES[label]} on {filled.size} slices "
+            f"Filled {changed} voxels of {LABEL_NAMES[label]} on {filled.size} slices "
             f"({filled[0]}\u2013{filled[-1]}) along axis {axis}. Ctrl+Z undoes."
         )
-        return int(indices[0].size)
+        return changed
 
     # --- case report ----------------------------------------------------------------------------------
     def _ask_report_path(self, suggestion: Path) -> Path | None:

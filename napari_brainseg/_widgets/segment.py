@@ -26,7 +26,7 @@ from ..layers import (
     uncertainty_layer_data,
 )
 from ..model import CheckpointError, ModelInfo, info_from_dict, load_model, read_checkpoint
-from . import Status, add_layers, connect_while_alive
+from . import RunsInBackground, Status, add_layers, connect_while_alive
 
 if TYPE_CHECKING:
     import napari
@@ -73,8 +73,10 @@ def _segment_in_background(
     return None
 
 
-class SegmentWidget(Container):
+class SegmentWidget(RunsInBackground, Container):
     """Choose device, model and test-time flips; segment the open case; read WT/TC/ET volumes in mL."""
+
+    FAILED = "Segmentation failed"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
@@ -82,7 +84,6 @@ class SegmentWidget(Container):
         self._checkpoints: list[Path] = []
         self._models = registry.list_models()
         self._stop = threading.Event()
-        self.worker = None
         self.result_layer: napari.layers.Labels | None = None
 
         self.device = ComboBox(label="Device", choices=[d.upper() if d != "auto" else "Auto" for d in DEVICES])
@@ -170,13 +171,8 @@ class SegmentWidget(Container):
         worker = create_worker(_segment_in_background, image, checkpoint, device, tta, self._stop, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result: self._on_result(context, result))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
         self.status.info(f"Segmenting {context.case_id} on {device}\u2026")
-        worker.start()
+        self._run_worker(worker)
 
     def cancel(self) -> None:
         """Stop the running segmentation; nothing is added to the viewer."""
@@ -200,15 +196,6 @@ class SegmentWidget(Container):
             f"Segmented {context.case_id} with {info.model_id} ({info.version}) on {result.device.upper()} "
             f"in {result.seconds:.1f} s{note}. Edit it with Edit labels; Ctrl+Z undoes."
         )
-
-    def _on_error(self, err: Exception) -> None:
-        # napari's worker has already raised a notification for it (with the traceback).
-        self.status.error(f"Segmentation failed: {err}", notify=False)
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
-        self.progress.visible = False
 
     # --- volumes -------------------------------------------------------------------------------------
     def track(self, layer: napari.layers.Labels | None) -> None:
