@@ -138,6 +138,20 @@ def test_an_interrupted_run_resumes_from_its_last_epoch_and_ends_with_the_same_w
     assert [e["step"] for e in log] == [2, 4], "no epoch is trained twice"
 
 
+def test_resuming_with_more_epochs_extends_the_run_and_stretches_its_schedule(data_dir, tmp_path):
+    quiet = lambda _: None
+    Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1), log=quiet).fit()
+
+    messages: list[str] = []
+    extended = Trainer(tiny_config(data_dir, tmp_path / "run", epochs=3), log=messages.append)
+    assert extended.scheduler.t_total == 6
+    assert any("stretched from 2 to 6 steps" in m for m in messages)
+    extended.fit()
+    log = [json.loads(line) for line in (tmp_path / "run" / LOG_FILE).read_text().splitlines()]
+    assert [e["step"] for e in log] == [2, 4, 6]
+    assert log[1]["lr"] > log[2]["lr"], "after the stretch the learning rate is live again, then decays to its end"
+
+
 def test_the_same_seed_gives_the_same_model_and_another_seed_does_not(data_dir, tmp_path):
     quiet = lambda _: None
     runs = [Trainer(tiny_config(data_dir, tmp_path / name, epochs=1, seed=seed), log=quiet).fit()

@@ -229,6 +229,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+        if self.scheduler.t_total != self.cfg.total_steps:  # resumed with more (or fewer) epochs or steps
+            self.log(f"Learning-rate schedule stretched from {self.scheduler.t_total} to {self.cfg.total_steps} steps.")
+            self.scheduler.t_total = self.cfg.total_steps
         self.log(f"Resumed {self.run} at epoch {self.epoch}, step {self.step}.")
 
     def _loader(self, samples: list[dict], weights: list[float] | None):
