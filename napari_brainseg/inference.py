@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .labels import labels_from_regions
+from .labels import BACKGROUND, labels_from_regions, minor_components
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BRAIN_MARGIN = 4
@@ -193,10 +193,14 @@ def segment(
     overlap: float = 0.25,
     tta: bool = False,
     threshold: float = 0.5,
+    min_component_fraction: float = 0.0,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Segmentation:
-    """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X)."""
+    """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
+
+    Tumour components smaller than ``min_component_fraction`` of the largest are dropped (0: keep all).
+    """
     start = time.perf_counter()
     dev = device if isinstance(device, torch.device) else select_device(device)
     box = brain_box(image)
@@ -214,6 +218,8 @@ def segment(
         uncertainty[box] = spread_crop
     brain = np.any(image != 0, axis=0)
     labels = labels_from_regions((probabilities > threshold) & brain)
+    if min_component_fraction > 0:
+        labels[minor_components(labels, min_component_fraction)] = BACKGROUND
     return Segmentation(
         labels=labels,
         probabilities=probabilities,

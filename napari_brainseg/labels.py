@@ -116,12 +116,29 @@ def fill_holes(seg: np.ndarray, label: int) -> np.ndarray:
     return filled & (seg == BACKGROUND)
 
 
+def _tumour_components(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """26-connected tumour components (any label) and each one's size; index 0 is the background."""
+    components, _ = ndimage.label(seg > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    return components, np.bincount(components.ravel())
+
+
 def small_islands(seg: np.ndarray, min_voxels: int) -> np.ndarray:
     """Voxel mask of tumour components (any label, 26-connected) smaller than ``min_voxels``."""
     if min_voxels < 1:
         raise ValueError(f"min_voxels must be at least 1, got {min_voxels}.")
-    components, _ = ndimage.label(seg > 0, structure=np.ones((3, 3, 3), dtype=bool))
-    sizes = np.bincount(components.ravel())
+    components, sizes = _tumour_components(seg)
     small = sizes < min_voxels
     small[0] = False
     return small[components]
+
+
+def minor_components(seg: np.ndarray, fraction: float) -> np.ndarray:
+    """Voxel mask of tumour components smaller than ``fraction`` of the largest one."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}.")
+    components, sizes = _tumour_components(seg)
+    if sizes.size < 2:
+        return np.zeros(seg.shape, dtype=bool)
+    minor = sizes < fraction * sizes[1:].max()
+    minor[0] = False
+    return minor[components]

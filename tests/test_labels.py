@@ -18,6 +18,7 @@ from napari_brainseg.labels import (
     labels_from_regions,
     region_volumes_ml,
     regions_from_labels,
+    minor_components,
     small_islands,
     to_brats2018,
     to_brats2023,
@@ -108,3 +109,14 @@ def test_small_islands_finds_components_below_the_size_only():
 def test_small_islands_needs_a_positive_size():
     with pytest.raises(ValueError, match="at least 1"):
         small_islands(np.zeros((2, 2, 2), dtype=np.uint8), 0)
+
+
+def test_minor_components_are_those_smaller_than_a_fraction_of_the_largest():
+    seg = np.zeros((10, 10, 10), dtype=np.uint8)
+    seg[0:4, 0:5, 0:5] = ED  # 100 voxels, the main tumour
+    seg[8:10, 8:10, 8:10] = ET  # 8 voxels: 8% of the largest
+    seg[8:10, 0:3, 8:10] = NCR  # 12 voxels: 12%
+    minor = minor_components(seg, fraction=0.1)
+    assert minor.sum() == 8 and minor[9, 9, 9]
+    assert not minor_components(seg, fraction=0.0).any()
+    assert not minor_components(np.zeros_like(seg), fraction=0.5).any()

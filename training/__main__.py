@@ -33,6 +33,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patch-size", type=int, nargs=3, default=[96, 96, 96])
+    p.add_argument("--tumour-share", type=float, default=0.5,
+                   help="share of patches centred on a tumour voxel (the rest on any brain voxel)")
     p.add_argument("--model-id", default=None)
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--correction-share", type=float, default=0.5,
@@ -63,7 +65,7 @@ def _run_settings(args: argparse.Namespace) -> dict:
         "max_steps": args.max_steps, "device": args.device, "val_split": args.val_split,
         "val_data": args.val_data, "val_fraction": args.val_fraction, "seed": args.seed, "lr": args.lr,
         "patch_size": list(args.patch_size) if args.patch_size else None, "model_id": args.model_id,
-        "version": args.version, "correction_share": args.correction_share,
+        "version": args.version, "correction_share": args.correction_share, "tumour_share": args.tumour_share,
     }
 
 

@@ -132,8 +132,8 @@ def load_training_case(files: CaseFiles) -> dict:
     }
 
 
-def training_transforms(patch_size: Sequence[int], samples_per_case: int):
-    """MONAI augmentation: tumour-weighted patch crops, flips on every axis, intensity jitter."""
+def training_transforms(patch_size: Sequence[int], samples_per_case: int, tumour_share: float = 0.5):
+    """MONAI augmentation: patch crops (``tumour_share`` of them centred on tumour), flips, intensity jitter."""
     from monai.transforms import (
         Compose,
         RandCropByPosNegLabeld,
@@ -148,7 +148,8 @@ def training_transforms(patch_size: Sequence[int], samples_per_case: int):
         [
             SpatialPadd(keys, spatial_size=patch_size),
             RandCropByPosNegLabeld(
-                keys, label_key="label", spatial_size=patch_size, pos=2, neg=1, num_samples=samples_per_case
+                keys, label_key="label", spatial_size=patch_size, pos=tumour_share, neg=1 - tumour_share,
+                num_samples=samples_per_case,
             ),
             *(RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)),
             RandScaleIntensityd("image", factors=0.1, prob=0.5),

@@ -64,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
     samples_per_case: int = 2
+    tumour_share: float = 0.5
     lr: float = 2e-3
     weight_decay: float = 1e-5
     warmup_steps: int = 200
@@ -243,7 +244,8 @@ class Trainer:
             sampler = torch.utils.data.RandomSampler(samples, replacement=True, num_samples=steps, generator=generator)
         else:
             sampler = torch.utils.data.WeightedRandomSampler(weights, steps, replacement=True, generator=generator)
-        dataset = Dataset(samples, training_transforms(self.cfg.patch_size, self.cfg.samples_per_case))
+        cfg = self.cfg
+        dataset = Dataset(samples, training_transforms(cfg.patch_size, cfg.samples_per_case, cfg.tumour_share))
         return DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=self.cfg.num_workers)
 
     def _epoch_seed(self) -> int:
