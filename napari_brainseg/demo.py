@@ -5,6 +5,7 @@ Run it with::
     .venv/bin/python -m napari_brainseg.demo                      # the bundled model
     .venv/bin/python -m napari_brainseg.demo --model my_model.pt  # any napari-brainseg checkpoint
     .venv/bin/python -m napari_brainseg.demo --screenshot docs/screenshot.png  # save a picture, then quit
+    .venv/bin/python -m napari_brainseg.demo --case ../shared/data/brats2018/Brats18_CBICA_AQN_1  # a real case
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ WIDGETS = ("Load case", "Segment", "Edit labels", "Export corrections")
 WINDOW_SIZE = (1600, 1000)
 
 
-def open_demo(viewer: napari.viewer.Viewer, model: str | Path | None = None) -> SegmentWidget:
-    """Open the sample case, dock the widgets (Segment in front) and start segmenting with ``model``."""
-    viewer.open_sample(PLUGIN, SAMPLE)
+def open_demo(
+    viewer: napari.viewer.Viewer, model: str | Path | None = None, case: str | Path | None = None
+) -> SegmentWidget:
+    """Open the sample (or ``case``), dock the widgets (Segment in front) and start segmenting with ``model``."""
+    if case is None:
+        viewer.open_sample(PLUGIN, SAMPLE)
+    else:
+        viewer.open(str(case), plugin=PLUGIN)
     docked = {name: viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True) for name in WIDGETS}
     segment_dock, segment_widget = docked["Segment"]
     segment_dock.raise_()
@@ -53,6 +59,7 @@ def show_largest_tumour_slice(viewer: napari.viewer.Viewer, widget: SegmentWidge
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_brainseg.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="checkpoint to segment with (default: the first model listed)")
+    parser.add_argument("--case", type=Path, help="a BraTS case folder to open instead of the synthetic sample")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the window once segmented, then quit")
     args = parser.parse_args(argv)
 
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     viewer = napari.Viewer(title="napari-brainseg demo")
     viewer.window.resize(*WINDOW_SIZE)
-    widget = open_demo(viewer, args.model)
+    widget = open_demo(viewer, args.model, args.case)
     if widget.worker is None:  # could not start: no model, or no case
         print(widget.status.value, file=sys.stderr)
         viewer.close()

@@ -1,7 +1,8 @@
 """Run a checkpoint on a case: device choice with CPU fallback, normalisation, brain crop, windowing.
 
-The network sees the brain's bounding box only, normalised per channel over brain voxels, either in
-one pass over the whole box (default, fastest on CPU) or by MONAI's sliding window. Test-time flips
+The network sees the brain's bounding box only, normalised per channel over brain voxels, by MONAI's
+sliding window (default: the training patch size) or in one pass over the whole box (fastest, but less
+accurate for the bundled model). Test-time flips
 average the sigmoid outputs of mirrored inputs; their spread is the voxel-wise uncertainty.
 
 Example:
@@ -31,6 +32,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 BRAIN_MARGIN = 4
 NET_MULTIPLE = 16
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
+WINDOW = (96, 96, 96)
+"""Default sliding window: the bundled model's training patch (see weights/MODEL_CARD.md for the choice)."""
+MIN_COMPONENT_FRACTION = 0.1
+"""Default clean-up: drop tumour components smaller than this share of the largest."""
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -189,17 +194,18 @@ def segment(
     image: np.ndarray,
     model: nn.Module,
     device: str | torch.device = "auto",
-    roi_size: Sequence[int] | None = None,
+    roi_size: Sequence[int] | None = WINDOW,
     overlap: float = 0.25,
     tta: bool = False,
     threshold: float = 0.5,
-    min_component_fraction: float = 0.0,
+    min_component_fraction: float = MIN_COMPONENT_FRACTION,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
-    Tumour components smaller than ``min_component_fraction`` of the largest are dropped (0: keep all).
+    ``roi_size=None`` runs the brain box in one pass instead of a sliding window. Tumour components
+    smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all).
     """
     start = time.perf_counter()
     dev = device if isinstance(device, torch.device) else select_device(device)

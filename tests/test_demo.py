@@ -27,6 +27,15 @@ def test_the_demo_docks_the_widgets_and_segments_the_sample(make_napari_viewer_p
     assert viewer.dims.current_step[0] == z or not layer.data.any(), "the demo shows the largest tumour slice"
 
 
+def test_the_demo_can_open_and_segment_a_case_folder_instead(make_napari_viewer_proxy, qtbot, tiny_checkpoint,
+                                                              synthetic_case_dir):
+    viewer = make_napari_viewer_proxy()
+    widget = open_demo(viewer, tiny_checkpoint, case=synthetic_case_dir)
+    assert {"FLAIR", "T1", "T1ce", "T2"} <= {layer.name for layer in viewer.layers}
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert widget.result_layer is not None and widget.result_layer.name == "Synthetic_001 segmentation"
+
+
 def test_the_demo_explains_why_it_cannot_start_without_a_model(make_napari_viewer_proxy, monkeypatch, capsys):
     monkeypatch.setattr(registry, "list_models", list)  # no bundled weights, nothing registered
     monkeypatch.setattr("napari.Viewer", lambda **_: make_napari_viewer_proxy())

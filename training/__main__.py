@@ -150,7 +150,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if overlap:
         print(f"Warning: {len(overlap)} of these cases were used to train {info.model_id}: "
               f"{', '.join(overlap)}; their scores are not a fair test.", file=sys.stderr)
-    roi = args.roi_size if args.roi_size else None
+    from napari_brainseg.inference import WINDOW
+
+    roi = None if args.one_pass else (args.roi_size or WINDOW)
     rows = evaluate_cases(model, cases, device=args.device, tta=args.tta, roi_size=roi,
                           progress=lambda i, n, row: print(f"[{i}/{n}] {row['case_id']}", file=sys.stderr))
     print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s):")
@@ -176,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--subset", default="val", choices=["train", "val"])
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     ev.add_argument("--tta", action="store_true", help="average over test-time flips")
-    ev.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding window size (default: one pass)")
+    ev.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding window size (default: 96 96 96)")
+    ev.add_argument("--one-pass", action="store_true", help="run the brain box in one pass, not a sliding window")
     ev.add_argument("--report", nargs="*", help="write the scores to .csv and/or .json files")
     ev.set_defaults(func=cmd_evaluate)
     reg = sub.add_parser("register", help="add a checkpoint to the models the plugin offers")
