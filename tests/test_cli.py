@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from napari_brainseg import inference
+from napari_brainseg import model as model_module
 from napari_brainseg.__main__ import main
 from napari_brainseg.inference import segment
 from napari_brainseg.io import load_case
-from napari_brainseg.model import BUNDLED_PATH, load_model
+from napari_brainseg.model import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,8 +223,8 @@ def test_a_foreign_checkpoint_is_refused(synthetic_case_dir, predict, tmp_path):
     assert status == 1 and len(lines) == 1 and "not a napari-brainseg checkpoint" in lines[0]
 
 
-@pytest.mark.skipif(BUNDLED_PATH.is_file(), reason="the bundled weights are installed")
-def test_missing_bundled_weights_are_reported(synthetic_case_dir, predict, tmp_path):
+def test_missing_bundled_weights_are_reported(synthetic_case_dir, predict, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_module, "BUNDLED_PATH", tmp_path / "brainseg_unet3d.pt")
     status, lines = predict(synthetic_case_dir, "--output-dir", tmp_path / "out", model="bundled")
     assert status == 1 and len(lines) == 1 and "bundled weights" in lines[0]
 

@@ -7,8 +7,8 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from napari_brainseg import model as model_module
 from napari_brainseg.model import (
-    BUNDLED_PATH,
     DEFAULT_ARCH_KWARGS,
     FORMAT,
     FORMAT_VERSION,
@@ -115,8 +115,8 @@ def test_a_missing_checkpoint_file_is_refused(tmp_path):
         load_model(tmp_path / "missing.pt")
 
 
-@pytest.mark.skipif(BUNDLED_PATH.is_file(), reason="the bundled weights are installed")
-def test_missing_bundled_weights_are_reported():
+def test_missing_bundled_weights_are_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_module, "BUNDLED_PATH", tmp_path / "brainseg_unet3d.pt")
     with pytest.raises(CheckpointError, match="bundled weights .* are missing"):
         load_model("bundled")
 
