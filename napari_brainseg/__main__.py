@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import tempfile
 import time
 import warnings
@@ -27,7 +28,7 @@ from .atomic import atomic_path
 if TYPE_CHECKING:
     import nibabel as nib
 
-    from .io import CaseFiles
+    from .io import CaseFiles, LoadedCase
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # inference.DEVICES, without importing torch
 OUTPUT_EXTENSIONS = (".nii.gz", ".nii")
@@ -118,43 +119,47 @@ def write_nifti_atomic(image: nib.Nifti1Image, path: Path, overwrite: bool) -> N
             raise FileExistsError(f"{path} appeared while segmenting; pass --overwrite to replace it.")
 
 
-def _segment_one(files: CaseFiles, output: Path, model, device, args: argparse.Namespace) -> None:
+def _segment_one(case: LoadedCase, output: Path, model, device, args: argparse.Namespace) -> None:
     from .inference import segment
-    from .io import load_case
 
-    case = load_case(files, with_seg=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         result = segment(case.image, model, device=device, tta=args.tta)
     for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
-        print(f"warning: {files.case_id}: {message}", file=sys.stderr)
+        print(f"warning: {case.case_id}: {message}", file=sys.stderr)
     write_nifti_atomic(case.geometry.to_nifti(result.labels), output, args.overwrite)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .io import find_case
+    from .io import find_case, load_case
 
     cases = [find_case(path) for path in args.cases]
     outputs = plan_outputs(cases, args.output, args.output_dir, args.overwrite)
-
-    from .inference import select_device
-    from .model import load_model
-
-    device = select_device(args.device)
-    model, info = load_model(args.model)
-    print(f"Model {info.model_id} (version {info.version}) on {device.type}", file=sys.stderr)
     failed = 0
-    for i, (files, output) in enumerate(zip(cases, outputs), start=1):
-        tag = f"[{i}/{len(cases)}] {files.case_id}"
-        print(f"{tag}: segmenting...", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        try:
-            _segment_one(files, output, model, device, args)
-        except (ValueError, RuntimeError, OSError, MemoryError) as err:
-            failed += 1
-            print(f"error: {tag}: {err}", file=sys.stderr)
-            continue
-        print(f"{tag}: wrote {output} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        # Each case is read while the one before is segmented, and the first while torch and MONAI import.
+        loads = [reader.submit(load_case, cases[0], with_seg=False)]
+        from .inference import select_device
+        from .model import load_model
+
+        device = select_device(args.device)
+        model, info = load_model(args.model)
+        print(f"Model {info.model_id} (version {info.version}) on {device.type}", file=sys.stderr)
+        for i, (files, output) in enumerate(zip(cases, outputs), start=1):
+            if i < len(cases):
+                loads.append(reader.submit(load_case, cases[i], with_seg=False))
+            tag = f"[{i}/{len(cases)}] {files.case_id}"
+            print(f"{tag}: segmenting...", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            try:
+                _segment_one(loads[i - 1].result(), output, model, device, args)
+            except (ValueError, RuntimeError, OSError, MemoryError) as err:
+                failed += 1
+                print(f"error: {tag}: {err}", file=sys.stderr)
+                continue
+            finally:
+                loads[i - 1] = None  # release the case's images
+            print(f"{tag}: wrote {output} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     if failed and len(cases) > 1:
         print(f"error: {failed} of {len(cases)} cases failed; see the messages above.", file=sys.stderr)
     return 1 if failed else 0

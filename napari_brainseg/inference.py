@@ -33,7 +33,9 @@ BRAIN_MARGIN = 4
 NET_MULTIPLE = 16
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
 WINDOW = (96, 96, 96)
-"""Default sliding window: the bundled model's training patch (see weights/MODEL_CARD.md for the choice)."""
+"""Sliding window of 3-D models: the bundled model's training patch (see weights/MODEL_CARD.md for the choice)."""
+AUTO = "auto"
+"""``roi_size`` that lets the model decide: :data:`WINDOW` for a 3-D network, one pass for a slice network."""
 MIN_COMPONENT_FRACTION = 0.1
 """Default clean-up: drop tumour components smaller than this share of the largest."""
 
@@ -112,6 +114,14 @@ def normalise(image: np.ndarray) -> np.ndarray:
 
 def _round_up(size: int, multiple: int = NET_MULTIPLE) -> int:
     return int(math.ceil(size / multiple) * multiple)
+
+
+def default_window(model: nn.Module) -> tuple[int, ...] | None:
+    """A model's own way through a case: a 2.5-D slice network sees the whole box at once (every slice with
+    its true neighbours, each slice whole, as in training), a 3-D network a sliding :data:`WINDOW`."""
+    from .model import SliceNetwork
+
+    return None if isinstance(model, SliceNetwork) else WINDOW
 
 
 def count_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
@@ -194,7 +204,7 @@ def segment(
     image: np.ndarray,
     model: nn.Module,
     device: str | torch.device = "auto",
-    roi_size: Sequence[int] | None = WINDOW,
+    roi_size: Sequence[int] | str | None = AUTO,
     overlap: float = 0.25,
     tta: bool = False,
     threshold: float = 0.5,
@@ -204,10 +214,13 @@ def segment(
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
-    ``roi_size=None`` runs the brain box in one pass instead of a sliding window. Tumour components
+    ``roi_size`` is a sliding window, ``None`` one pass over the brain box, and ``"auto"`` the model's own
+    choice (:func:`default_window`). Tumour components
     smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all).
     """
     start = time.perf_counter()
+    if roi_size == AUTO:
+        roi_size = default_window(model)
     dev = device if isinstance(device, torch.device) else select_device(device)
     box = brain_box(image)
     crop = normalise(image[(slice(None), *box)])

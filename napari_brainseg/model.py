@@ -73,7 +73,39 @@ class ModelInfo:
         return sum(p.numel() for p in build_network(self).parameters())
 
 
-ARCHITECTURES = {"monai.UNet": "monai.networks.nets.UNet"}
+SLICE_ARCH = "monai.UNet-2.5d"
+ARCHITECTURES = {
+    DEFAULT_ARCH: "MONAI UNet on 3-D patches (arch_kwargs: the UNet's arguments)",
+    SLICE_ARCH: "MONAI 2-D UNet on axial slices, each with `context` neighbours on either side as channels",
+}
+
+
+def slice_arch_kwargs(context: int = 1) -> dict[str, Any]:
+    """Default arguments of the 2.5-D network: a 2-D UNet seeing ``2 * context + 1`` slices of each modality."""
+    return {**DEFAULT_ARCH_KWARGS, "spatial_dims": 2, "in_channels": len(MODALITIES) * (2 * context + 1),
+            "channels": [16, 32, 64, 128, 256], "num_res_units": 1, "context": context}
+
+
+class SliceNetwork(nn.Module):
+    """A 2-D network run over the axial slices of a 3-D input, so that it reads and writes (B, C, Z, Y, X).
+
+    Each slice is stacked with its ``context`` neighbours on either side (edges repeated) as channels; the
+    slices go through the 2-D network ``chunk`` at a time (bounding memory at inference).
+    """
+
+    def __init__(self, net: nn.Module, context: int, chunk: int = 32):
+        super().__init__()
+        self.net, self.context, self.chunk = net, context, chunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.as_subclass(torch.Tensor)  # e.g. a MONAI MetaTensor, whose per-case metadata cannot follow slices
+        b, c, z, y, w = x.shape
+        k = self.context
+        padded = torch.nn.functional.pad(x, (0, 0, 0, 0, k, k), mode="replicate") if k else x
+        stacks = padded.unfold(2, 2 * k + 1, 1)  # (B, C, Z, Y, X, 2k+1)
+        stacks = stacks.permute(0, 2, 1, 5, 3, 4).reshape(b * z, c * (2 * k + 1), y, w)
+        out = torch.cat([self.net(stacks[i : i + self.chunk]) for i in range(0, b * z, self.chunk)])
+        return out.reshape(b, z, -1, y, w).permute(0, 2, 1, 3, 4)
 
 
 def build_network(info: ModelInfo) -> nn.Module:
@@ -88,6 +120,9 @@ def build_network(info: ModelInfo) -> nn.Module:
     kwargs = dict(info.arch_kwargs)
     for key in ("channels", "strides"):
         kwargs[key] = tuple(kwargs[key])
+    if info.arch == SLICE_ARCH:
+        context = kwargs.pop("context")
+        return SliceNetwork(UNet(**kwargs), context)
     return UNet(**kwargs)
 
 

@@ -14,12 +14,13 @@ from napari_brainseg.inference import (
     available_devices,
     brain_box,
     count_windows,
+    default_window,
     normalise,
     segment,
     select_device,
 )
 from napari_brainseg.io import load_case
-from napari_brainseg.model import load_model
+from napari_brainseg.model import SLICE_ARCH, ModelInfo, build_network, load_model, slice_arch_kwargs
 
 MPS_PRESENT = inference._mps_available()
 
@@ -52,6 +53,18 @@ def test_sliding_window_inference_also_gives_brats_labels_only_inside_the_brain(
     result = segment(image, model, device="cpu", roi_size=(16, 16, 16), overlap=0.25)
     assert set(np.unique(result.labels).tolist()) <= {0, 1, 2, 4}
     assert not result.labels[~np.any(image != 0, axis=0)].any()
+
+
+def test_a_3d_model_runs_by_sliding_window_and_a_2_5d_model_in_one_pass(image, model):
+    slices = build_network(ModelInfo(model_id="s", arch=SLICE_ARCH, arch_kwargs={
+        **slice_arch_kwargs(), "channels": [4, 8], "strides": [2]})).eval()
+    assert default_window(model) == inference.WINDOW
+    assert default_window(slices) is None
+    steps: list[tuple[int, int]] = []
+    result = segment(image, slices, device="cpu", progress=lambda *done: steps.append(done))
+    assert steps == [(1, 1)], "one pass over the brain box"
+    assert result.labels.shape == image.shape[1:]
+    assert set(np.unique(result.labels).tolist()) <= {0, 1, 2, 4}
 
 
 def test_test_time_flips_give_an_uncertainty_map(image, model):

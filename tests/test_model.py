@@ -11,6 +11,7 @@ from napari_brainseg import model as model_module
 from napari_brainseg.model import (
     DEFAULT_ARCH_KWARGS,
     FORMAT,
+    SLICE_ARCH,
     FORMAT_VERSION,
     CheckpointError,
     ModelInfo,
@@ -19,6 +20,7 @@ from napari_brainseg.model import (
     load_model,
     read_checkpoint,
     save_checkpoint,
+    slice_arch_kwargs,
 )
 
 TINY = {**DEFAULT_ARCH_KWARGS, "channels": [4, 8], "strides": [2]}
@@ -45,6 +47,36 @@ def test_a_checkpoint_round_trips_weights_and_description(tmp_path):
     x = torch.randn(1, 4, 16, 16, 16)
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
+
+
+def tiny_slice_info(context: int = 1) -> ModelInfo:
+    kwargs = {**slice_arch_kwargs(context), "channels": [4, 8], "strides": [2]}
+    return ModelInfo(model_id="tiny-2.5d", arch=SLICE_ARCH, arch_kwargs=kwargs, patch_size=[4, 16, 16])
+
+
+def test_a_2_5d_network_reads_and_writes_3d_volumes_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    info = tiny_slice_info()
+    model = build_network(info).eval()
+    x = torch.randn(2, 4, 5, 16, 16)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (2, 3, 5, 16, 16)
+        loaded, loaded_info = load_model(save_checkpoint(tmp_path / "slices.pt", model, info))
+        assert loaded_info.arch == SLICE_ARCH and loaded_info.arch_kwargs["context"] == 1
+        assert torch.equal(loaded(x), out)
+
+
+@pytest.mark.parametrize("z", [0, 2, 4])
+def test_each_slice_is_segmented_from_itself_and_its_neighbours(z):
+    """Slice z sees slices z-1, z, z+1 of every modality as channels (the edge slice repeated at the ends)."""
+    torch.manual_seed(0)
+    model = build_network(tiny_slice_info()).eval()
+    x = torch.randn(1, 4, 5, 16, 16)
+    neighbours = [min(max(z + d, 0), 4) for d in (-1, 0, 1)]
+    stack = torch.stack([x[0, :, n] for n in neighbours], dim=1).reshape(1, 12, 16, 16)  # channel-major
+    with torch.no_grad():
+        assert torch.allclose(model(x)[:, :, z], model.net(stack), atol=1e-6)
 
 
 def test_a_half_precision_checkpoint_loads_as_float32(tmp_path):

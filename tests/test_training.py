@@ -73,6 +73,20 @@ def test_the_checkpoint_describes_itself(trained_run):
     assert info["parent"] is None and info["created"]
 
 
+def test_a_2_5d_run_trains_on_slabs_and_its_checkpoint_segments_volumes(data_dir, tmp_path):
+    run = tmp_path / "slices"
+    assert main(["train", "--arch", "2.5d", "--data", str(data_dir), "--out", str(run), "--epochs", "1",
+                 "--steps-per-epoch", "2", "--patch-size", "4", "32", "32", "--device", "cpu",
+                 "--arch-kwargs", json.dumps({"channels": [4, 8], "strides": [2], "context": 2})]) == 0
+    model, info = load_model(run / MODEL_FILE)
+    assert info.arch == "monai.UNet-2.5d" and info.patch_size == [4, 32, 32]
+    assert info.arch_kwargs["context"] == 2 and info.arch_kwargs["in_channels"] == 4 * 5
+    case = load_case(data_dir / CASE_IDS[0])
+    labels = segment(case.image, model, device="cpu").labels
+    assert labels.shape == case.image.shape[1:]
+    assert set(np.unique(labels).tolist()) <= {0, 1, 2, 4}
+
+
 def test_the_split_is_by_case_and_written_to_split_json(trained_run):
     split = json.loads((trained_run / SPLIT_FILE).read_text())
     assert not set(split["train"]) & set(split["val"])

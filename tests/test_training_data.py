@@ -1,4 +1,5 @@
-"""Training data: which cases are found where, which version of a corrected case is used, how cases are split."""
+"""Training data: which cases are found where, which version of a corrected case is used, how cases are split,
+how patches are drawn."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from training.data import (
     read_split,
     sampling_weights,
     shard_cases,
+    training_transforms,
     write_split,
 )
 
@@ -131,3 +133,28 @@ def test_processes_share_the_cases_with_corrections_dealt_out_evenly(make_case, 
     assert sorted(c.case_id for shard in shards for c in shard) == sorted(c.case_id for c in cases)
     assert all(sum(is_correction(c) for c in shard) == 1 for shard in shards)
     assert shard_cases(cases[:1], 1, 2) == cases[:1], "a process without a case of its own uses them all"
+
+
+def _striped_case(shape=(24, 48, 48)) -> dict:
+    """Four channels of noise over a brain; labels in axial stripes: even slices 1, odd slices 2."""
+    rng = np.random.default_rng(0)
+    label = np.where(np.arange(shape[0]) % 2 == 0, 1, 2).astype(np.uint8)[:, None, None] * np.ones(shape, np.uint8)
+    return {"image": rng.normal(size=(4, *shape)).astype(np.float32), "label": label[None]}
+
+
+def test_patches_have_the_patch_size_and_keep_brats_labels():
+    patches = training_transforms([16, 32, 32], samples_per_case=3)(_striped_case())
+    assert len(patches) == 3
+    for patch in patches:
+        assert tuple(patch["image"].shape) == (4, 16, 32, 32) and tuple(patch["label"].shape) == (1, 16, 32, 32)
+        assert set(np.unique(np.asarray(patch["label"])).tolist()) <= {0, 1, 2}
+
+
+def test_thin_slabs_are_never_rotated_out_of_their_axial_planes():
+    """A 2.5-D model's slab keeps each output slice from one input slice: its labels never mix stripes."""
+    transforms = training_transforms([4, 32, 32], samples_per_case=4)
+    for seed in range(10):
+        transforms.set_random_state(seed)
+        for patch in transforms(_striped_case()):
+            for plane in np.asarray(patch["label"])[0]:
+                assert len(set(np.unique(plane).tolist()) - {0}) <= 1

@@ -45,6 +45,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], help="folders of BraTS cases or corrections")
     _add_run_args(p)
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--arch", default="3d", choices=["3d", "2.5d"],
+                   help="3-D UNet on patches, or 2-D UNet on axial slices with their neighbours (2.5-D)")
     p.add_argument("--arch-kwargs", type=json.loads, default=None,
                    help='JSON overrides of the network\'s arguments, e.g. \'{"channels": [8, 16], "strides": [2]}\'')
 
@@ -73,7 +75,7 @@ def _config(args: argparse.Namespace):
     from .train import TrainConfig
 
     return TrainConfig(data=args.data, out=args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                       val_every=args.val_every, arch_kwargs=args.arch_kwargs, **_run_settings(args))
+                       val_every=args.val_every, arch=args.arch, arch_kwargs=args.arch_kwargs, **_run_settings(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -150,9 +152,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if overlap:
         print(f"Warning: {len(overlap)} of these cases were used to train {info.model_id}: "
               f"{', '.join(overlap)}; their scores are not a fair test.", file=sys.stderr)
-    from napari_brainseg.inference import WINDOW
+    from napari_brainseg.inference import AUTO
 
-    roi = None if args.one_pass else (args.roi_size or WINDOW)
+    roi = None if args.one_pass else (args.roi_size or AUTO)
     rows = evaluate_cases(model, cases, device=args.device, tta=args.tta, roi_size=roi,
                           progress=lambda i, n, row: print(f"[{i}/{n}] {row['case_id']}", file=sys.stderr))
     print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s):")
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--subset", default="val", choices=["train", "val"])
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     ev.add_argument("--tta", action="store_true", help="average over test-time flips")
-    ev.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding window size (default: 96 96 96)")
+    ev.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding window size (default: the model's own, 96 96 96 for 3-D)")
     ev.add_argument("--one-pass", action="store_true", help="run the brain box in one pass, not a sliding window")
     ev.add_argument("--report", nargs="*", help="write the scores to .csv and/or .json files")
     ev.set_defaults(func=cmd_evaluate)

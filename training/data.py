@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -133,17 +134,30 @@ def load_training_case(files: CaseFiles) -> dict:
 
 
 def training_transforms(patch_size: Sequence[int], samples_per_case: int, tumour_share: float = 0.5):
-    """MONAI augmentation: patch crops (``tumour_share`` of them centred on tumour), flips, intensity jitter."""
+    """MONAI augmentation of patch crops (``tumour_share`` of them centred on tumour).
+
+    Spatial: flips, small scalings (up to 10%) and rotations (up to 15 degrees, in the planes where the patch
+    is at least 32 voxels wide both ways: in-plane only for the thin slabs of a 2.5-D model). Intensity, to cover
+    scanners and protocols the few training cases do not: per-channel scale and shift, gamma, noise,
+    and blur (low-resolution acquisitions such as the 2013 cases).
+    """
     from monai.transforms import (
         Compose,
+        RandAdjustContrastd,
+        RandAffined,
         RandCropByPosNegLabeld,
         RandFlipd,
+        RandGaussianNoised,
+        RandGaussianSmoothd,
         RandScaleIntensityd,
         RandShiftIntensityd,
         SpatialPadd,
     )
 
     keys = ["image", "label"]
+    thick = [size >= 32 for size in patch_size]
+    rotate = [math.radians(15) if all(thick[j] for j in range(3) if j != axis) else 0.0 for axis in range(3)]
+    blur = (0.5, 1.0)
     return Compose(
         [
             SpatialPadd(keys, spatial_size=patch_size),
@@ -151,8 +165,13 @@ def training_transforms(patch_size: Sequence[int], samples_per_case: int, tumour
                 keys, label_key="label", spatial_size=patch_size, pos=tumour_share, neg=1 - tumour_share,
                 num_samples=samples_per_case,
             ),
+            RandAffined(keys, prob=0.3, rotate_range=rotate, scale_range=[0.1] * 3,
+                        mode=("bilinear", "nearest"), padding_mode="zeros"),
             *(RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)),
-            RandScaleIntensityd("image", factors=0.1, prob=0.5),
-            RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+            RandScaleIntensityd("image", factors=0.1, prob=0.5, channel_wise=True),
+            RandShiftIntensityd("image", offsets=0.1, prob=0.5, channel_wise=True),
+            RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
+            RandGaussianNoised("image", prob=0.15, std=0.1),
+            RandGaussianSmoothd("image", prob=0.15, sigma_x=blur, sigma_y=blur, sigma_z=blur),
         ]
     )

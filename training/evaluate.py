@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_brainseg.inference import WINDOW, segment
+from napari_brainseg.inference import AUTO, segment
 from napari_brainseg.io import CaseFiles, load_case
 from napari_brainseg.labels import REGION_NAMES, regions_from_labels
 
@@ -54,7 +54,7 @@ def score_case(
     files: CaseFiles,
     device: str | torch.device = "cpu",
     tta: bool = False,
-    roi_size: Sequence[int] | None = WINDOW,
+    roi_size: Sequence[int] | str | None = AUTO,
 ) -> dict:
     """Segment one case and score it against its expert labels: one row."""
     case = load_case(files)
@@ -68,7 +68,7 @@ def evaluate_cases(
     cases: Sequence[CaseFiles],
     device: str | torch.device = "cpu",
     tta: bool = False,
-    roi_size: Sequence[int] | None = WINDOW,
+    roi_size: Sequence[int] | str | None = AUTO,
     progress=None,
 ) -> list[dict]:
     """Segment each case and score it against its expert labels; one row per case."""

@@ -27,7 +27,16 @@ import torch.distributed as dist
 from napari_brainseg.atomic import atomic_path
 from napari_brainseg.inference import Cancelled, select_device
 from napari_brainseg.io import CaseFiles
-from napari_brainseg.model import DEFAULT_ARCH_KWARGS, ModelInfo, build_network, load_model, save_checkpoint
+from napari_brainseg.model import (
+    DEFAULT_ARCH,
+    DEFAULT_ARCH_KWARGS,
+    SLICE_ARCH,
+    ModelInfo,
+    build_network,
+    load_model,
+    save_checkpoint,
+    slice_arch_kwargs,
+)
 
 from .data import (
     discover_cases,
@@ -43,6 +52,7 @@ from .data import (
 from .evaluate import evaluate_cases, mean_scores
 
 T = TypeVar("T")
+NEW_ARCHITECTURES = {"3d": DEFAULT_ARCH, "2.5d": SLICE_ARCH}
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 LOG_FILE = "log.jsonl"
@@ -73,6 +83,8 @@ class TrainConfig:
     version: str = "1.0.0"
     model_id: str | None = None
     num_workers: int = 0
+    arch: str = "3d"
+    """The network of a new run: ``3d`` (UNet on 3-D patches) or ``2.5d`` (UNet on axial slices); not with ``base``."""
     arch_kwargs: dict[str, Any] | None = None
     """Overrides of the default network's arguments (e.g. smaller ``channels``); not with ``base``."""
     val_data: list[str] | None = None
@@ -175,13 +187,17 @@ def _pick(by_id: dict[str, CaseFiles], ids: Sequence[str], run: Path) -> list[Ca
 
 def _base_info(cfg: TrainConfig) -> tuple[torch.nn.Module, ModelInfo]:
     if cfg.base:
-        if cfg.arch_kwargs:
+        if cfg.arch_kwargs or cfg.arch != "3d":
             raise ValueError("Fine-tuning keeps the base model's network; architecture overrides cannot apply.")
         model, parent = load_model(cfg.base)
         kept = {k: v for k, v in asdict(parent).items() if k not in ("parent", "metrics", "training", "created")}
         return model.train(), ModelInfo(**kept, parent=parent.model_id)
-    arch_kwargs = {**DEFAULT_ARCH_KWARGS, **(cfg.arch_kwargs or {})}
-    info = ModelInfo(model_id="", patch_size=list(cfg.patch_size), arch_kwargs=arch_kwargs)
+    overrides = cfg.arch_kwargs or {}
+    if cfg.arch not in NEW_ARCHITECTURES:
+        raise ValueError(f"Unknown network {cfg.arch!r}; choose one of {', '.join(NEW_ARCHITECTURES)}.")
+    arch = NEW_ARCHITECTURES[cfg.arch]
+    defaults = slice_arch_kwargs(overrides.get("context", 1)) if arch == SLICE_ARCH else DEFAULT_ARCH_KWARGS
+    info = ModelInfo(model_id="", arch=arch, patch_size=list(cfg.patch_size), arch_kwargs={**defaults, **overrides})
     return build_network(info), info
 
 
