@@ -1,5 +1,5 @@
-"""``python -m training {train,finetune,evaluate,register}``: train a model, fine-tune one on corrections,
-score one, add one to the plugin's model list.
+"""``python -m training {train,finetune,evaluate,average,register}``: train a model, fine-tune one on
+corrections, score one, average the weights of several, add one to the plugin's model list.
 
 A run folder (``--out``) that already holds ``state.pt`` is resumed from its last completed epoch:
 after an interruption, run the same command again. Under ``torchrun`` (``python -m torch.distributed.run
@@ -39,6 +39,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--correction-share", type=float, default=0.5,
                    help="least share of patches drawn from corrected cases when original cases are mixed in")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep every epoch's checkpoint in RUN_DIR/epochs/ (for `average`)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -68,6 +70,7 @@ def _run_settings(args: argparse.Namespace) -> dict:
         "val_data": args.val_data, "val_fraction": args.val_fraction, "seed": args.seed, "lr": args.lr,
         "patch_size": list(args.patch_size) if args.patch_size else None, "model_id": args.model_id,
         "version": args.version, "correction_share": args.correction_share, "tumour_share": args.tumour_share,
+        "keep_checkpoints": args.keep_checkpoints,
     }
 
 
@@ -164,6 +167,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from .average import average_checkpoints
+
+    path = average_checkpoints(args.checkpoints, args.out, version=args.version, half=args.half)
+    print(f"Averaged the weights of {len(args.checkpoints)} checkpoints: {path}")
+    print(f"Score it before use: python -m training evaluate --model {path} --data DIR")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--one-pass", action="store_true", help="run the brain box in one pass, not a sliding window")
     ev.add_argument("--report", nargs="*", help="write the scores to .csv and/or .json files")
     ev.set_defaults(func=cmd_evaluate)
+    avg = sub.add_parser("average", help="average the weights of checkpoints of one network (e.g. a run's last epochs)")
+    avg.add_argument("checkpoints", nargs="+", help="checkpoints of the same network, e.g. RUN_DIR/epochs/model-e0*.pt")
+    avg.add_argument("--out", required=True, help="the new checkpoint (never overwritten)")
+    avg.add_argument("--version", default=None, help="its version (default: the last checkpoint's)")
+    avg.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
+    avg.set_defaults(func=cmd_average)
     reg = sub.add_parser("register", help="add a checkpoint to the models the plugin offers")
     reg.add_argument("checkpoint", help="a model.pt written by train or finetune")
     reg.add_argument("--name", default=None, help="the name to list it under (default: its model id)")

@@ -57,6 +57,7 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 LOG_FILE = "log.jsonl"
 SPLIT_FILE = "split.json"
+EPOCHS_DIR = "epochs"
 
 
 @dataclass
@@ -91,6 +92,8 @@ class TrainConfig:
     """Folders of validation cases; they are left out of training."""
     correction_share: float = 0.5
     """Least share of patches drawn from corrected cases when original cases are mixed in."""
+    keep_checkpoints: bool = False
+    """Also keep every epoch's checkpoint as ``RUN_DIR/epochs/model-eNNN.pt`` (to average them later)."""
 
     @property
     def total_steps(self) -> int:
@@ -357,11 +360,18 @@ class Trainer:
                               "seconds": round(sum(h["seconds"] for h in self.history), 1),
                               "world_size": self.world, "device": self.device.type}
         save_checkpoint(self.run / MODEL_FILE, self.model, self.info)
+        if self.cfg.keep_checkpoints:
+            save_checkpoint(epoch_checkpoint(self.run, self.epoch), self.model, self.info)
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
                  "history": self.history}
         with atomic_path(self.run / STATE_FILE) as temp:
             torch.save(state, temp)
+
+
+def epoch_checkpoint(run: str | Path, epoch: int) -> Path:
+    """Where a run kept with ``keep_checkpoints`` holds the checkpoint of ``epoch``."""
+    return Path(run) / EPOCHS_DIR / f"model-e{epoch:03d}.pt"
 
 
 def _format_entry(entry: dict) -> str:

@@ -1,0 +1,84 @@
+"""Weight averaging: a run can keep every epoch's checkpoint, and ``python -m training average`` writes
+the mean of several checkpoints of one network as a new self-describing checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_brainseg.inference import segment
+from napari_brainseg.io import load_case
+from napari_brainseg.model import CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
+from napari_brainseg.synthetic import write_synthetic_case
+from training.__main__ import main
+from training.average import average_checkpoints
+from training.train import MODEL_FILE, TrainConfig, Trainer, epoch_checkpoint
+
+TINY_ARCH = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
+
+
+@pytest.fixture(scope="module")
+def kept_run(tmp_path_factory) -> Path:
+    """A three-epoch run (one step each) that keeps every epoch's checkpoint."""
+    root = tmp_path_factory.mktemp("average")
+    for seed in range(3):
+        write_synthetic_case(root / "data" / f"Case_{seed}", f"Case_{seed}", shape=(40, 48, 32), seed=seed)
+    cfg = TrainConfig(data=[str(root / "data")], out=str(root / "run"), epochs=3, steps_per_epoch=1, device="cpu",
+                      patch_size=[32, 32, 32], arch_kwargs=TINY_ARCH, warmup_steps=1, keep_checkpoints=True)
+    Trainer(cfg, log=lambda _: None).fit()
+    return root
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path)[0].state_dict()
+
+
+def test_a_run_keeps_one_checkpoint_per_epoch_and_the_last_is_the_run_s_model(kept_run):
+    run = kept_run / "run"
+    kept = sorted((run / "epochs").iterdir())
+    assert kept == [epoch_checkpoint(run, e) for e in (1, 2, 3)]
+    last, final = weights(kept[-1]), weights(run / MODEL_FILE)
+    assert all(torch.equal(last[k], final[k]) for k in final)
+
+
+def test_the_average_holds_the_mean_of_the_weights_and_segments(kept_run, tmp_path):
+    kept = sorted((kept_run / "run" / "epochs").iterdir())
+    out = average_checkpoints(kept[1:], tmp_path / "avg.pt", version="9.9.9")
+    model, info = load_model(out)
+    b, c = weights(kept[1]), weights(kept[2])
+    mean = model.state_dict()
+    assert all(torch.allclose(mean[k], (b[k] + c[k]) / 2, atol=1e-6) for k in mean if mean[k].is_floating_point())
+    assert any(not torch.equal(b[k], c[k]) for k in b), "the epochs differ, so the test means something"
+    assert info.version == "9.9.9" and info.metrics == {}
+    assert info.training["averaged"] == [str(p) for p in kept[1:]]
+    case = load_case(kept_run / "data" / "Case_0")
+    assert set(np.unique(segment(case.image, model, device="cpu").labels).tolist()) <= {0, 1, 2, 4}
+
+
+def test_checkpoints_of_different_networks_are_refused(kept_run, tmp_path):
+    other = ModelInfo(model_id="other", arch_kwargs={**ModelInfo("x").arch_kwargs, **TINY_ARCH, "channels": [4, 16]})
+    foreign = save_checkpoint(tmp_path / "other.pt", build_network(other), other)
+    with pytest.raises(CheckpointError, match="different network"):
+        average_checkpoints([epoch_checkpoint(kept_run / "run", 1), foreign], tmp_path / "avg.pt")
+    assert not (tmp_path / "avg.pt").exists()
+
+
+def test_one_checkpoint_is_not_enough_to_average(kept_run, tmp_path):
+    with pytest.raises(ValueError, match="at least two"):
+        average_checkpoints([epoch_checkpoint(kept_run / "run", 1)], tmp_path / "avg.pt")
+
+
+def test_the_cli_writes_fp16_weights_and_never_overwrites(kept_run, tmp_path, capsys):
+    kept = [str(p) for p in sorted((kept_run / "run" / "epochs").iterdir())]
+    out = tmp_path / "avg.pt"
+    assert main(["average", *kept, "--out", str(out), "--half"]) == 0
+    assert "Averaged the weights of 3 checkpoints" in capsys.readouterr().out
+    raw = torch.load(out, weights_only=True)["state_dict"]
+    assert {v.dtype for v in raw.values() if v.is_floating_point()} == {torch.float16}
+    before = out.read_bytes()
+    assert main(["average", *kept, "--out", str(out)]) != 0
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == before
