@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from napari_brainseg.inference import segment
-from napari_brainseg.io import load_case
+from napari_brainseg.io import BratsInputError, find_case, load_case
 from napari_brainseg.model import CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
 from training.__main__ import main
 from training.average import average_checkpoints
+from training.evaluate import evaluate_cases
 from training.train import MODEL_FILE, TrainConfig, Trainer, epoch_checkpoint
 
 TINY_ARCH = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
@@ -46,7 +47,8 @@ def test_a_run_keeps_one_checkpoint_per_epoch_and_the_last_is_the_run_s_model(ke
 
 def test_the_average_holds_the_mean_of_the_weights_and_segments(kept_run, tmp_path):
     kept = sorted((kept_run / "run" / "epochs").iterdir())
-    out = average_checkpoints(kept[1:], tmp_path / "avg.pt", version="9.9.9")
+    out, rows = average_checkpoints(kept[1:], tmp_path / "avg.pt", version="9.9.9")
+    assert rows == []
     model, info = load_model(out)
     b, c = weights(kept[1]), weights(kept[2])
     mean = model.state_dict()
@@ -56,6 +58,25 @@ def test_the_average_holds_the_mean_of_the_weights_and_segments(kept_run, tmp_pa
     assert info.training["averaged"] == [str(p) for p in kept[1:]]
     case = load_case(kept_run / "data" / "Case_0")
     assert set(np.unique(segment(case.image, model, device="cpu").labels).tolist()) <= {0, 1, 2, 4}
+
+
+def test_with_data_the_average_is_scored_on_its_validation_cases_and_keeps_the_scores(kept_run, tmp_path):
+    kept = sorted((kept_run / "run" / "epochs").iterdir())
+    out, rows = average_checkpoints(kept, tmp_path / "avg.pt", val_data=[kept_run / "data"], half=True)
+    model, info = load_model(out)
+    assert [r["case_id"] for r in rows] == info.val_cases and info.val_cases
+    assert info.metrics["averaged_checkpoints"] == 3
+    assert info.metrics["Dice_WT"] == pytest.approx(np.mean([r["Dice_WT"] for r in rows]))
+    rescored = evaluate_cases(model, [find_case(kept_run / "data" / c) for c in info.val_cases])
+    assert [r["Dice_ET"] for r in rescored] == [r["Dice_ET"] for r in rows], "the scores are of the fp16 file"
+
+
+def test_validation_data_without_the_model_s_validation_cases_is_refused(kept_run, tmp_path):
+    write_synthetic_case(tmp_path / "other" / "Other_1", "Other_1", shape=(40, 48, 32), seed=5)
+    kept = sorted((kept_run / "run" / "epochs").iterdir())
+    with pytest.raises(BratsInputError, match="None of the model's validation cases"):
+        average_checkpoints(kept, tmp_path / "avg.pt", val_data=[tmp_path / "other"])
+    assert not (tmp_path / "avg.pt").exists()
 
 
 def test_checkpoints_of_different_networks_are_refused(kept_run, tmp_path):

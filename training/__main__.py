@@ -170,9 +170,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_average(args: argparse.Namespace) -> int:
     from .average import average_checkpoints
 
-    path = average_checkpoints(args.checkpoints, args.out, version=args.version, half=args.half)
+    from .evaluate import format_table
+
+    path, rows = average_checkpoints(args.checkpoints, args.out, version=args.version, half=args.half,
+                                     val_data=args.data, device=args.device)
     print(f"Averaged the weights of {len(args.checkpoints)} checkpoints: {path}")
-    print(f"Score it before use: python -m training evaluate --model {path} --data DIR")
+    if rows:
+        print(f"On its {len(rows)} validation case(s):")
+        print(format_table(rows))
+    else:
+        print(f"Score it before use: python -m training evaluate --model {path} --data DIR")
     return 0
 
 
@@ -201,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--out", required=True, help="the new checkpoint (never overwritten)")
     avg.add_argument("--version", default=None, help="its version (default: the last checkpoint's)")
     avg.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
+    avg.add_argument("--data", nargs="+", default=None,
+                     help="score the average on its validation cases found here and record the scores in it")
+    avg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     avg.set_defaults(func=cmd_average)
     reg = sub.add_parser("register", help="add a checkpoint to the models the plugin offers")
     reg.add_argument("checkpoint", help="a model.pt written by train or finetune")

@@ -18,7 +18,11 @@ from pathlib import Path
 
 import torch
 
+from napari_brainseg.io import BratsInputError
 from napari_brainseg.model import CheckpointError, build_network, info_from_dict, read_checkpoint, save_checkpoint
+
+from .data import discover_cases
+from .evaluate import evaluate_cases, mean_scores
 
 
 def _same_network(first: dict, other: dict, name: str) -> None:
@@ -30,12 +34,25 @@ def _same_network(first: dict, other: dict, name: str) -> None:
         )
 
 
+def _validation_cases(data: Sequence[str | Path], val_ids: Sequence[str]):
+    cases = [c for c in discover_cases(data) if c.case_id in set(val_ids)]
+    if not cases:
+        raise BratsInputError(
+            f"None of the model's validation cases ({', '.join(val_ids) or 'none recorded'}) is in "
+            f"{', '.join(map(str, data))}; give the folder they came from, or average without validating."
+        )
+    return cases
+
+
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: str | None = None,
-                        half: bool = False) -> Path:
+                        half: bool = False, val_data: Sequence[str | Path] | None = None,
+                        device: str = "cpu") -> tuple[Path, list[dict]]:
     """Write the mean of the checkpoints' weights to ``out``, described by the last checkpoint's info.
 
-    The new checkpoint records the files it averages (``training["averaged"]``); its ``metrics`` are
-    emptied, since the last checkpoint's scores are not the average's. ``half`` stores fp16 weights.
+    The new checkpoint records the files it averages (``training["averaged"]``). The last checkpoint's
+    scores are not the average's: with ``val_data`` the average is scored on the model's own validation
+    cases found there, and those scores become its ``metrics`` (returned per case too); without, its
+    ``metrics`` are empty. ``half`` stores fp16 weights.
     """
     if len(paths) < 2:
         raise ValueError(f"Averaging needs at least two checkpoints, got {len(paths)}.")
@@ -50,13 +67,18 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: s
     for key, value in states[-1].items():
         if value.is_floating_point():
             mean[key] = torch.stack([s[key].double() for s in states]).mean(0).float()
+            if half:  # scored as stored
+                mean[key] = mean[key].half().float()
         else:
             mean[key] = value
     info = info_from_dict(payloads[-1]["info"])
     info.training = {**info.training, "averaged": [str(p) for p in paths]}
-    info.metrics = {}
     if version:
         info.version = version
     network = build_network(info)
     network.load_state_dict(mean)
-    return save_checkpoint(out, network, info, half=half)
+    rows = []
+    if val_data:
+        rows = evaluate_cases(network.eval(), _validation_cases(val_data, info.val_cases), device=device)
+    info.metrics = {"averaged_checkpoints": len(paths), **mean_scores(rows)} if rows else {}
+    return save_checkpoint(out, network, info, half=half), rows
