@@ -8,6 +8,7 @@ import torch
 
 from napari_brainseg import inference
 from napari_brainseg.inference import (
+    WINDOW_BATCH,
     Cancelled,
     DeviceError,
     _run_with_cpu_fallback,
@@ -75,14 +76,18 @@ def test_test_time_flips_give_an_uncertainty_map(image, model):
 
 
 @pytest.mark.parametrize("tta", [False, True])
-def test_progress_counts_every_window_and_reaches_the_total(image, model, tta):
+def test_progress_counts_windows_batch_by_batch_and_reaches_the_total(image, model, tta):
     calls = []
     segment(image, model, device="cpu", roi_size=(16, 16, 16), overlap=0.25, tta=tta,
             progress=lambda done, total: calls.append((done, total)))
     crop_shape = image[(slice(None), *brain_box(image))].shape[1:]
-    total = count_windows(crop_shape, (16, 16, 16), 0.25) * (4 if tta else 1)
-    assert total > 1
-    assert calls == [(i, total) for i in range(1, total + 1)]
+    per_pass = count_windows(crop_shape, (16, 16, 16), 0.25)
+    passes = 4 if tta else 1
+    assert per_pass > WINDOW_BATCH
+    assert {total for _, total in calls} == {per_pass * passes}
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == per_pass * passes
+    assert len(calls) == passes * -(-per_pass // WINDOW_BATCH), "one report per batch of windows"
 
 
 def test_asking_to_stop_raises_cancelled(image, model):
@@ -90,7 +95,7 @@ def test_asking_to_stop_raises_cancelled(image, model):
     with pytest.raises(Cancelled):
         segment(image, model, device="cpu", roi_size=(16, 16, 16),
                 progress=lambda done, total: calls.append(done), should_stop=lambda: len(calls) >= 2)
-    assert calls == [1, 2]
+    assert calls == [WINDOW_BATCH, 2 * WINDOW_BATCH], "no batch runs after the request to stop"
 
 
 def test_auto_picks_the_first_available_device_and_cpu_is_always_there():
