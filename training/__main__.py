@@ -169,7 +169,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_average(args: argparse.Namespace) -> int:
     from .average import average_checkpoints
-
     from .evaluate import format_table
 
     path, rows = average_checkpoints(args.checkpoints, args.out, version=args.version, half=args.half,

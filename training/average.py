@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from napari_brainseg.io import BratsInputError
+from napari_brainseg.io import BratsInputError, CaseFiles
 from napari_brainseg.model import CheckpointError, build_network, info_from_dict, read_checkpoint, save_checkpoint
 
 from .data import discover_cases
@@ -34,7 +34,7 @@ def _same_network(first: dict, other: dict, name: str) -> None:
         )
 
 
-def _validation_cases(data: Sequence[str | Path], val_ids: Sequence[str]):
+def _validation_cases(data: Sequence[str | Path], val_ids: Sequence[str]) -> list[CaseFiles]:
     cases = [c for c in discover_cases(data) if c.case_id in set(val_ids)]
     if not cases:
         raise BratsInputError(
