@@ -3,6 +3,7 @@ the mean of several checkpoints of one network as a new self-describing checkpoi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +17,20 @@ from napari_brainseg.synthetic import write_synthetic_case
 from training.__main__ import main
 from training.average import average_checkpoints
 from training.evaluate import evaluate_cases
-from training.train import MODEL_FILE, TrainConfig, Trainer, epoch_checkpoint
+from training.train import MODEL_FILE, epoch_checkpoint
 
 TINY_ARCH = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
 
 
 @pytest.fixture(scope="module")
 def kept_run(tmp_path_factory) -> Path:
-    """A three-epoch run (one step each) that keeps every epoch's checkpoint."""
+    """A three-epoch run of the CLI (one step each) that keeps every epoch's checkpoint."""
     root = tmp_path_factory.mktemp("average")
     for seed in range(3):
         write_synthetic_case(root / "data" / f"Case_{seed}", f"Case_{seed}", shape=(40, 48, 32), seed=seed)
-    cfg = TrainConfig(data=[str(root / "data")], out=str(root / "run"), epochs=3, steps_per_epoch=1, device="cpu",
-                      patch_size=[32, 32, 32], arch_kwargs=TINY_ARCH, warmup_steps=1, keep_checkpoints=True)
-    Trainer(cfg, log=lambda _: None).fit()
+    assert main(["train", "--data", str(root / "data"), "--out", str(root / "run"), "--epochs", "3",
+                 "--steps-per-epoch", "1", "--patch-size", "32", "32", "32", "--arch-kwargs", json.dumps(TINY_ARCH),
+                 "--device", "cpu", "--keep-checkpoints"]) == 0
     return root
 
 
