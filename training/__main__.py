@@ -33,6 +33,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patch-size", type=int, nargs=3, default=[96, 96, 96])
+    p.add_argument("--samples-per-case", type=int, default=2,
+                   help="patches cropped from each case drawn for a step")
+    p.add_argument("--cases-per-step", type=int, default=1,
+                   help="cases drawn for each step (the batch holds cases-per-step x samples-per-case patches)")
     p.add_argument("--tumour-share", type=float, default=0.5,
                    help="share of patches centred on a tumour voxel (the rest on any brain voxel)")
     p.add_argument("--model-id", default=None)
@@ -70,6 +74,7 @@ def _run_settings(args: argparse.Namespace) -> dict:
         "val_data": args.val_data, "val_fraction": args.val_fraction, "seed": args.seed, "lr": args.lr,
         "patch_size": list(args.patch_size) if args.patch_size else None, "model_id": args.model_id,
         "version": args.version, "correction_share": args.correction_share, "tumour_share": args.tumour_share,
+        "samples_per_case": args.samples_per_case, "cases_per_step": args.cases_per_step,
         "keep_checkpoints": args.keep_checkpoints,
     }
 

@@ -139,7 +139,7 @@ def training_transforms(patch_size: Sequence[int], samples_per_case: int, tumour
     Spatial: flips, small scalings (up to 10%) and rotations (up to 15 degrees, in the planes where the patch
     is at least 32 voxels wide both ways: in-plane only for the thin slabs of a 2.5-D model). Intensity, to cover
     scanners and protocols the few training cases do not: per-channel scale and shift, gamma, noise,
-    and blur (low-resolution acquisitions such as the 2013 cases).
+    blur and simulated low resolution (down- then up-sampling: thick-slice acquisitions such as the 2013 cases).
     """
     from monai.transforms import (
         Compose,
@@ -151,6 +151,7 @@ def training_transforms(patch_size: Sequence[int], samples_per_case: int, tumour
         RandGaussianSmoothd,
         RandScaleIntensityd,
         RandShiftIntensityd,
+        RandSimulateLowResolutiond,
         SpatialPadd,
     )
 
@@ -173,5 +174,6 @@ def training_transforms(patch_size: Sequence[int], samples_per_case: int, tumour
             RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
             RandGaussianNoised("image", prob=0.15, std=0.1),
             RandGaussianSmoothd("image", prob=0.15, sigma_x=blur, sigma_y=blur, sigma_z=blur),
+            RandSimulateLowResolutiond("image", prob=0.15, zoom_range=(0.5, 1.0)),
         ]
     )

@@ -75,6 +75,8 @@ class TrainConfig:
     seed: int = 0
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
     samples_per_case: int = 2
+    cases_per_step: int = 1
+    """Cases drawn for each optimiser step; each gives ``samples_per_case`` patches (batch = their product)."""
     tumour_share: float = 0.5
     lr: float = 2e-3
     weight_decay: float = 1e-5
@@ -257,15 +259,15 @@ class Trainer:
     def _loader(self, samples: list[dict], weights: list[float] | None):
         from monai.data import DataLoader, Dataset
 
-        steps = self.cfg.steps_per_epoch
+        cfg = self.cfg
+        draws = cfg.steps_per_epoch * cfg.cases_per_step
         generator = torch.Generator().manual_seed(self._epoch_seed())
         if weights is None:
-            sampler = torch.utils.data.RandomSampler(samples, replacement=True, num_samples=steps, generator=generator)
+            sampler = torch.utils.data.RandomSampler(samples, replacement=True, num_samples=draws, generator=generator)
         else:
-            sampler = torch.utils.data.WeightedRandomSampler(weights, steps, replacement=True, generator=generator)
-        cfg = self.cfg
+            sampler = torch.utils.data.WeightedRandomSampler(weights, draws, replacement=True, generator=generator)
         dataset = Dataset(samples, training_transforms(cfg.patch_size, cfg.samples_per_case, cfg.tumour_share))
-        return DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=self.cfg.num_workers)
+        return DataLoader(dataset, batch_size=cfg.cases_per_step, sampler=sampler, num_workers=cfg.num_workers)
 
     def _epoch_seed(self) -> int:
         return self.cfg.seed * 100_003 + self.epoch * 1_009 + self.rank
