@@ -1,0 +1,296 @@
+"""Click-guided refinement of a tumour label map: each click corrects the labels in a window around it.
+
+:func:`refine` takes the raw (4, Z, Y, X) stack, the current labels and every click so far (oldest first, see
+:mod:`.clicks`) and returns new labels. It works in a bounded window centred on the newest click, so that a
+click costs well under a second on a laptop CPU; voxels outside the window never change, and neither do its
+inputs. Every click inside the window holds: its voxel ends with its label.
+
+Two methods, chosen by ``model``:
+
+* ``None`` (the default): a click-seeded **random walker** (``skimage.segmentation.random_walker``) on the four
+  normalised modalities. The labels stay as they are (as seeds) except in a free zone around each click, whose
+  radius grows with how far the click is from the nearest voxel that already has its label (a click deep
+  inside a missed region frees a large zone); there the voxels go to the click or to the surrounding labels,
+  whichever they are connected to through similar intensities. A "not tumour" click on a small tumour
+  component that fits in the window removes the component. No training needed.
+* a path: a **click-conditioned network** (DeepEdit's idea): a segmentation UNet with extra input channels,
+  one Gaussian map per click label (:func:`clicks.guidance_maps`) and the current labels' WT/TC/ET masks,
+  initialised from a segmentation model with the new channels' weights at zero (so that it starts as that
+  model: :func:`refinement_network`) and trained with ``python -m training train-refine``. Its checkpoint says
+  which guidance encoding it expects (:data:`GUIDANCE`); a checkpoint of another kind is refused.
+
+Example:
+    >>> from napari_brainseg.io import load_case
+    >>> case = load_case("../shared/data/brats2018/Brats18_2013_11_1")  # doctest: +SKIP
+    >>> labels = refine(case.image, labels, [(70, 120, 101, 2)])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from .clicks import CLICK_LABELS, Click, ClickError, check_clicks, guidance_maps
+from .labels import BACKGROUND, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
+
+REFINEMENT = "click-refinement"
+"""The ``kind`` of a click-refinement checkpoint (:class:`model.ModelInfo`)."""
+GUIDANCE: dict[str, Any] = {
+    "encoding": "gaussian-clicks+current-regions",
+    "version": 1,
+    "click_labels": list(CLICK_LABELS),
+    "sigma": 3.0,
+    "current_regions": list(REGION_NAMES),
+    "window": [64, 64, 64],
+}
+"""The guidance encoding of this version: after the four modalities, one Gaussian map (``sigma`` voxels) per
+click label, then the current labels' WT/TC/ET masks; the network sees a ``window`` around the newest click."""
+GUIDANCE_CHANNELS = len(CLICK_LABELS) + len(REGION_NAMES)
+
+WALKER_WINDOW = (48, 64, 64)
+"""The random walker's window (z, y, x) around the newest click."""
+WALKER_BETA = 130.0
+"""Random-walker edge sensitivity (skimage's default): higher follows intensity edges more tightly."""
+MIN_FREE_RADIUS = 3.0
+MAX_FREE_RADIUS = 20.0
+"""A click frees the voxels within this many voxels of it, at least and at most."""
+FREE_RADIUS_PER_DEPTH = 1.5
+"""A click frees this many times its distance to the nearest voxel already carrying its label."""
+_BRAIN_SAMPLE = 7
+"""Brain statistics for normalisation are taken from every this-many-th voxel (fast, and as good)."""
+
+
+def refine(
+    image: np.ndarray,
+    labels: np.ndarray,
+    clicks: Sequence[Sequence[int]],
+    device: str = "cpu",
+    model: str | Path | None = None,
+) -> np.ndarray:
+    """New (Z, Y, X) uint8 labels after the ``clicks`` (oldest first); see the module doc.
+
+    ``model`` is ``None`` for the random walker, or a click-refinement checkpoint. Raises
+    :class:`~.clicks.ClickError`, :class:`~.labels.LabelError` or :class:`~.model.CheckpointError` with a
+    message for people on bad input, before anything is computed.
+    """
+    image, labels = _checked_inputs(image, labels)
+    brain = np.any(image != 0, axis=0)
+    clicks = check_clicks(clicks, labels.shape, brain)
+    network = None if model is None else load_refinement_model(model)
+    size = WALKER_WINDOW if network is None else tuple(network[1].guidance["window"])
+    box = click_window(clicks[-1][:3], labels.shape, size)
+    if network is None:
+        window = _walk(image, labels, brain, clicks, box)
+    else:
+        window = _run_network(network, image, labels, brain, clicks, box, device)
+    inside = [c for c in clicks if all(s.start <= v < s.stop for v, s in zip(c[:3], box))]
+    for z, y, x, label in inside:
+        window[z - box[0].start, y - box[1].start, x - box[2].start] = label
+    out = labels.copy()
+    out[box] = window
+    return out
+
+
+def _checked_inputs(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    image, labels = np.asarray(image), np.asarray(labels)
+    if image.ndim != 4 or image.shape[0] != 4:
+        raise ValueError(f"The image must be the (4, Z, Y, X) stack of FLAIR, T1, T1ce, T2; got shape {image.shape}.")
+    if labels.shape != image.shape[1:]:
+        raise LabelError(f"The labels' shape {labels.shape} differs from the image's {image.shape[1:]}.")
+    extra = set(np.unique(labels).tolist()) - VALID_LABELS
+    if extra:
+        raise LabelError(f"The labels hold values {sorted(extra)} outside the BraTS labels {{0, 1, 2, 4}}.")
+    return image, labels
+
+
+def click_window(centre: Sequence[int], shape: Sequence[int], size: Sequence[int]) -> tuple[slice, slice, slice]:
+    """A box of ``size`` (smaller where the volume is) centred on ``centre``, shifted to lie inside ``shape``."""
+    box = []
+    for c, n, s in zip(centre, shape, size):
+        s = min(s, n)
+        start = min(max(int(c) - s // 2, 0), n - s)
+        box.append(slice(start, start + s))
+    return tuple(box)
+
+
+def brain_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over brain (non-zero) voxels, from a regular sample of them."""
+    sample = image.reshape(image.shape[0], -1)[:, ::_BRAIN_SAMPLE]
+    brain = np.any(sample != 0, axis=0)
+    if not brain.any():
+        sample, brain = image.reshape(image.shape[0], -1), np.any(image != 0, axis=0).ravel()
+    values = sample[:, brain].astype(np.float64)
+    return values.mean(axis=1), np.maximum(values.std(axis=1), 1e-6)
+
+
+def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """The window of the z-scored image (statistics over the whole brain), 0 outside the brain."""
+    mean, std = brain_statistics(image)
+    crop = (image[(slice(None), *box)] - mean[:, None, None, None]) / std[:, None, None, None]
+    return np.where(brain[box], crop, 0).astype(np.float32)
+
+
+# --- the random walker --------------------------------------------------------------------------------
+def _free_radius(labels: np.ndarray, click: Click) -> float:
+    """How far a click frees the labels around it: with its distance to its own label in the window."""
+    z, y, x, label = click
+    own = labels == label
+    if own[z, y, x] or not own.any():
+        return MIN_FREE_RADIUS if own[z, y, x] else MAX_FREE_RADIUS
+    points = np.argwhere(own)
+    depth = float(np.sqrt(((points - np.array([z, y, x])) ** 2).sum(axis=1).min()))
+    return float(np.clip(FREE_RADIUS_PER_DEPTH * depth, MIN_FREE_RADIUS, MAX_FREE_RADIUS))
+
+
+def _walk(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, clicks: Sequence[Click],
+          box: tuple[slice, ...]) -> np.ndarray:
+    from skimage.segmentation import random_walker
+
+    current = labels[box].copy()
+    inside = brain[box]
+    origin = np.array([s.start for s in box])
+    local = [(*(np.array(c[:3]) - origin), c[3]) for c in clicks
+             if all(s.start <= v < s.stop for v, s in zip(c[:3], box))]
+    _remove_small_components(current, local)
+    free = np.zeros(current.shape, dtype=bool)
+    grid = np.indices(current.shape, sparse=True)
+    for click in local:
+        radius = _free_radius(current, click)
+        free |= sum((g - v) ** 2 for g, v in zip(grid, click[:3])) <= radius**2
+    classes = sorted(VALID_LABELS)
+    markers = np.searchsorted(classes, current).astype(np.int32) + 1  # walker labels 1.. for 0, 1, 2, 4
+    markers[free] = 0
+    for z, y, x, label in local:
+        markers[max(z - 1, 0) : z + 2, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = classes.index(label) + 1
+    markers[~inside] = -1  # outside the brain: not part of the graph
+    if not (markers == 0).any():
+        return current
+    data = np.moveaxis(_normalised_window(image, brain, box), 0, -1)
+    present = np.unique(markers[markers > 0])
+    if present.size < 2:  # one class among the seeds: the free voxels take it
+        walked = np.where(markers == 0, present[0], markers)
+    else:
+        walked = random_walker(data, markers, beta=WALKER_BETA, mode="cg_j", tol=1e-2, channel_axis=-1)
+    out = current.copy()
+    changed = (markers == 0) & inside
+    out[changed] = np.asarray(classes, dtype=np.uint8)[walked[changed] - 1]
+    return out
+
+
+def _remove_small_components(window: np.ndarray, local: Sequence[Click]) -> None:
+    """Erase the tumour component under each "not tumour" click when it lies wholly inside the window."""
+    negatives = [c for c in local if c[3] == BACKGROUND and window[c[:3]] != BACKGROUND]
+    if not negatives:
+        return
+    components, _ = ndimage.label(window != BACKGROUND, structure=np.ones((3, 3, 3), dtype=bool))
+    border = np.zeros(window.shape, dtype=bool)
+    border[[0, -1]], border[:, [0, -1]], border[:, :, [0, -1]] = True, True, True
+    touching = set(np.unique(components[border]).tolist())
+    for z, y, x, _ in negatives:
+        component = components[z, y, x]
+        if component and component not in touching:
+            window[components == component] = BACKGROUND
+
+
+# --- the click-conditioned network --------------------------------------------------------------------
+def refinement_network(base: str | Path = "bundled"):
+    """A click-refinement network made from a segmentation checkpoint, and its ``ModelInfo``.
+
+    The first layer's weights for the guidance channels are zero, so it segments exactly as ``base`` does
+    whatever the clicks, until trained.
+    """
+    import torch
+
+    from .model import build_network, load_model
+
+    segmenter, base_info = load_model(base)
+    kept = {k: v for k, v in asdict(base_info).items() if k not in ("parent", "metrics", "training", "created")}
+    info = type(base_info)(**kept, parent=base_info.model_id)
+    info.kind, info.guidance = REFINEMENT, dict(GUIDANCE)
+    info.model_id = f"{base_info.model_id}-clicks"
+    info.arch_kwargs = {**base_info.arch_kwargs, "in_channels": base_info.arch_kwargs["in_channels"] + GUIDANCE_CHANNELS}
+    info.channels = [*base_info.channels, *(f"click:{label}" for label in CLICK_LABELS),
+                     *(f"current:{name}" for name in REGION_NAMES)]
+    network = build_network(info)
+    state = network.state_dict()
+    with torch.no_grad():
+        for key, weight in segmenter.state_dict().items():
+            if state[key].shape != weight.shape:  # a layer reading the input: the new channels start at zero
+                widened = torch.zeros_like(state[key])
+                widened[:, : weight.shape[1]] = weight
+                weight = widened
+            state[key] = weight
+    network.load_state_dict(state)
+    return network.eval(), info
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(path: str, mtime: float):
+    from .model import CheckpointError, load_model, resolve_model_path
+
+    network, info = load_model(path, kind=REFINEMENT)
+    if not info.guidance or info.guidance.get("encoding") != GUIDANCE["encoding"] or \
+            info.guidance.get("version", 0) > GUIDANCE["version"]:
+        raise CheckpointError(
+            f"{resolve_model_path(path).name} expects guidance {info.guidance!r}, which this version of "
+            f"napari-brainseg does not make (it makes {GUIDANCE['encoding']!r} version {GUIDANCE['version']}); "
+            "update the plugin or use a checkpoint trained with this one."
+        )
+    return network, info
+
+
+def load_refinement_model(model: str | Path):
+    """The network and ``ModelInfo`` of a click-refinement checkpoint (kept loaded for the next click)."""
+    from .model import resolve_model_path
+
+    path = resolve_model_path(model)
+    return _load_cached(str(path), path.stat().st_mtime)
+
+
+def network_input(image_window: np.ndarray, labels_window: np.ndarray, clicks: Sequence[Click],
+                  box: Sequence[slice], sigma: float) -> np.ndarray:
+    """The (4 + guidance, z, y, x) input of a click network for a normalised image window."""
+    return np.concatenate([
+        image_window, guidance_maps(clicks, box, sigma), regions_from_labels(labels_window).astype(np.float32),
+    ])  # fmt: skip
+
+
+def _run_network(network, image: np.ndarray, labels: np.ndarray, brain: np.ndarray, clicks: Sequence[Click],
+                 box: tuple[slice, ...], device: str) -> np.ndarray:
+    import torch
+
+    from .inference import NET_MULTIPLE, select_device
+
+    net, info = network
+    x = network_input(_normalised_window(image, brain, box), labels[box], clicks, box, info.guidance["sigma"])
+    pad = [(0, 0)] + [(0, -s % NET_MULTIPLE) for s in x.shape[1:]]
+    dev = select_device(device)
+    with torch.inference_mode():
+        logits = net.to(dev)(torch.from_numpy(np.pad(x, pad))[None].to(dev))[0]
+    crop = (slice(None), *(slice(0, s) for s in x.shape[1:]))
+    regions = (torch.sigmoid(logits).float().cpu().numpy() > 0.5)[crop] & brain[box]
+    return labels_from_regions(regions)
+
+
+def merge_hand_edits(refined: np.ndarray, current: np.ndarray, last_result: np.ndarray | None,
+                     clicks: Sequence[Click]) -> np.ndarray:
+    """``refined``, except that voxels painted by hand since ``last_result`` keep their paint unless clicked.
+
+    A voxel counts as painted where ``current`` differs from ``last_result`` (the labels the previous
+    refinement returned); ``None`` (no refinement yet) keeps nothing.
+    """
+    if last_result is None:
+        return refined
+    painted = current != last_result
+    for z, y, x, _ in clicks:
+        painted[z, y, x] = False
+    out = refined.copy()
+    out[painted] = current[painted]
+    return out
+
