@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=Path, default=SPLIT, help="a split JSON; its 'val' cases are used")
     parser.add_argument("--cases", nargs="*", default=None, help="case ids (default: the split's val list)")
     parser.add_argument("--segmenter", default="bundled", help="the model whose mask is corrected")
-    parser.add_argument("--model", default=None, help="click-refinement checkpoint (default: the random walker)")
+    parser.add_argument("--model", default=None, help="click-refinement checkpoint (default: region growing)")
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tta", action="store_true", help="uncertainty order from test-time flips, as in Review")
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     segmenter, info = load_model(args.segmenter)
     cases = args.cases or json.loads(args.split.read_text())["val"]
-    print(f"Segmenter {info.model_id} ({info.version}); refinement: {args.model or 'random walker'}; "
+    print(f"Segmenter {info.model_id} ({info.version}); refinement: {args.model or 'region growing'}; "
           f"{len(cases)} case(s), {args.clicks} clicks each, {args.threads} thread(s).", flush=True)
     rows = []
     for case_id in cases:

@@ -34,7 +34,10 @@ class ClickError(ValueError):
 
 
 def check_clicks(clicks: Sequence[Sequence[int]], shape: Sequence[int], brain: np.ndarray | None = None) -> list[Click]:
-    """The clicks as int tuples, after checking each lies in a volume of ``shape`` (inside ``brain``) with a known label."""
+    """The clicks as int tuples, after checking each lies in a volume of ``shape`` (inside ``brain``) with a known label.
+
+    ``brain`` is a boolean volume, or anything that answers ``brain[z, y, x]``.
+    """
     if len(clicks) == 0:
         raise ClickError("No clicks: place at least one click on the case to refine it.")
     checked = []

@@ -7,12 +7,12 @@ inputs. Every click inside the window holds: its voxel ends with its label.
 
 Two methods, chosen by ``model``:
 
-* ``None`` (the default): a click-seeded **random walker** (``skimage.segmentation.random_walker``) on the four
-  normalised modalities. The labels stay as they are (as seeds) except in a free zone around each click, whose
-  radius grows with how far the click is from the nearest voxel that already has its label (a click deep
-  inside a missed region frees a large zone); there the voxels go to the click or to the surrounding labels,
-  whichever they are connected to through similar intensities. A "not tumour" click on a small tumour
-  component that fits in the window removes the component. No training needed.
+* ``None`` (the default): **click-seeded region growing** on the four normalised, lightly smoothed
+  modalities. A click looks at the voxels of its voxel's current label (say background, for a click on missed
+  oedema) and takes those that look more like its neighbourhood than like the rest of that label (nearest
+  mean, per-channel spread of that label, within :data:`MAX_DISTANCE`) and are joined to it, holes filled.
+  A "not tumour" click on a tumour component that lies wholly in the window removes the component. No
+  training needed.
 * a path: a **click-conditioned network** (DeepEdit's idea): a segmentation UNet with extra input channels,
   one Gaussian map per click label (:func:`clicks.guidance_maps`) and the current labels' WT/TC/ET masks,
   initialised from a segmentation model with the new channels' weights at zero (so that it starts as that
@@ -53,15 +53,16 @@ GUIDANCE: dict[str, Any] = {
 click label, then the current labels' WT/TC/ET masks; the network sees a ``window`` around the newest click."""
 GUIDANCE_CHANNELS = len(CLICK_LABELS) + len(REGION_NAMES)
 
-WALKER_WINDOW = (48, 64, 64)
-"""The random walker's window (z, y, x) around the newest click."""
-WALKER_BETA = 130.0
-"""Random-walker edge sensitivity (skimage's default): higher follows intensity edges more tightly."""
-MIN_FREE_RADIUS = 3.0
-MAX_FREE_RADIUS = 20.0
-"""A click frees the voxels within this many voxels of it, at least and at most."""
-FREE_RADIUS_PER_DEPTH = 1.5
-"""A click frees this many times its distance to the nearest voxel already carrying its label."""
+GROWING_WINDOW = (48, 64, 64)
+"""The region growing's window (z, y, x) around the newest click."""
+CLICK_RADIUS = 2
+"""A click's look is the mean of its voxel's label's voxels within this many voxels of it."""
+MIN_REST_VOXELS = 20
+MAX_DISTANCE = 1.5
+"""A voxel joins a click only within this root-mean-square distance of the click's look, per channel, in units
+of the spread of the label it leaves."""
+SMOOTHING = 1.0
+"""Gaussian smoothing (voxels) of the modalities before they are compared: less noise, smoother regions."""
 _BRAIN_SAMPLE = 7
 """Brain statistics for normalisation are taken from every this-many-th voxel (fast, and as good)."""
 
@@ -75,7 +76,7 @@ def refine(
 ) -> np.ndarray:
     """New (Z, Y, X) uint8 labels after the ``clicks`` (oldest first); see the module doc.
 
-    ``model`` is ``None`` for the random walker, or a click-refinement checkpoint. Raises
+    ``model`` is ``None`` for region growing, or a click-refinement checkpoint. Raises
     :class:`~.clicks.ClickError`, :class:`~.labels.LabelError` or :class:`~.model.CheckpointError` with a
     message for people on bad input, before anything is computed.
     """
@@ -83,16 +84,16 @@ def refine(
     brain = np.any(image != 0, axis=0)
     clicks = check_clicks(clicks, labels.shape, brain)
     network = None if model is None else load_refinement_model(model)
-    size = WALKER_WINDOW if network is None else tuple(network[1].guidance["window"])
+    size = GROWING_WINDOW if network is None else tuple(network[1].guidance["window"])
     box = click_window(clicks[-1][:3], labels.shape, size)
     if network is None:
-        window = _walk(image, labels, brain, clicks, box)
+        window = _grow_clicks(image, labels, brain, clicks, box)
     else:
         window = _run_network(network, image, labels, brain, clicks, box, device)
     inside = [c for c in clicks if all(s.start <= v < s.stop for v, s in zip(c[:3], box))]
     for z, y, x, label in inside:
         window[z - box[0].start, y - box[1].start, x - box[2].start] = label
-    out = labels.copy()
+    out = labels.astype(np.uint8, copy=True)
     out[box] = window
     return out
 
@@ -103,7 +104,8 @@ def _checked_inputs(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, 
         raise ValueError(f"The image must be the (4, Z, Y, X) stack of FLAIR, T1, T1ce, T2; got shape {image.shape}.")
     if labels.shape != image.shape[1:]:
         raise LabelError(f"The labels' shape {labels.shape} differs from the image's {image.shape[1:]}.")
-    extra = set(np.unique(labels).tolist()) - VALID_LABELS
+    present = np.flatnonzero(np.bincount(labels.ravel())) if labels.dtype == np.uint8 else np.unique(labels)
+    extra = set(present.tolist()) - VALID_LABELS
     if extra:
         raise LabelError(f"The labels hold values {sorted(extra)} outside the BraTS labels {{0, 1, 2, 4}}.")
     return image, labels
@@ -136,51 +138,44 @@ def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, .
     return np.where(brain[box], crop, 0).astype(np.float32)
 
 
-# --- the random walker --------------------------------------------------------------------------------
-def _free_radius(labels: np.ndarray, click: Click) -> float:
-    """How far a click frees the labels around it: with its distance to its own label in the window."""
+# --- click-seeded region growing ---------------------------------------------------------------------
+def _grow(data: np.ndarray, current: np.ndarray, brain: np.ndarray, click: Click) -> np.ndarray:
+    """The voxels a click turns to its label: joined to it through voxels of its voxel's current label that
+    look more like the click's neighbourhood than like the rest of that label (see the module doc)."""
     z, y, x, label = click
-    own = labels == label
-    if own[z, y, x] or not own.any():
-        return MIN_FREE_RADIUS if own[z, y, x] else MAX_FREE_RADIUS
-    points = np.argwhere(own)
-    depth = float(np.sqrt(((points - np.array([z, y, x])) ** 2).sum(axis=1).min()))
-    return float(np.clip(FREE_RADIUS_PER_DEPTH * depth, MIN_FREE_RADIUS, MAX_FREE_RADIUS))
+    region = (current == current[z, y, x]) & brain
+    if current[z, y, x] == label:
+        return np.zeros(current.shape, dtype=bool)
+    grid = np.indices(current.shape, sparse=True)
+    near = sum((g - v) ** 2 for g, v in zip(grid, (z, y, x))) <= CLICK_RADIUS**2
+    sample, rest = region & near, region & ~near
+    if rest.sum() < MIN_REST_VOXELS:  # nearly all the region is at the click: it all goes
+        grown = region
+    else:
+        spread = data[:, rest].std(axis=1) + 1e-3
+        to_click = (((data - data[:, sample].mean(axis=1)[:, None, None, None]) / spread[:, None, None, None]) ** 2)
+        to_rest = (((data - data[:, rest].mean(axis=1)[:, None, None, None]) / spread[:, None, None, None]) ** 2)
+        to_click, to_rest = to_click.mean(axis=0), to_rest.mean(axis=0)
+        grown = region & (to_click < to_rest) & (to_click < MAX_DISTANCE**2)
+    grown[z, y, x] = True
+    components, _ = ndimage.label(grown)
+    grown = components == components[z, y, x]
+    return ndimage.binary_fill_holes(grown) & region
 
 
-def _walk(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, clicks: Sequence[Click],
-          box: tuple[slice, ...]) -> np.ndarray:
-    from skimage.segmentation import random_walker
-
+def _grow_clicks(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, clicks: Sequence[Click],
+                 box: tuple[slice, ...]) -> np.ndarray:
+    """The window's labels after each of its clicks in turn, oldest first (a click already obeyed does nothing)."""
     current = labels[box].copy()
     inside = brain[box]
-    origin = np.array([s.start for s in box])
-    local = [(*(np.array(c[:3]) - origin), c[3]) for c in clicks
+    origin = [s.start for s in box]
+    local = [(*(int(v - o) for v, o in zip(c[:3], origin)), c[3]) for c in clicks
              if all(s.start <= v < s.stop for v, s in zip(c[:3], box))]
     _remove_small_components(current, local)
-    free = np.zeros(current.shape, dtype=bool)
-    grid = np.indices(current.shape, sparse=True)
+    data = ndimage.gaussian_filter(_normalised_window(image, brain, box), (0, *[SMOOTHING] * 3))
     for click in local:
-        radius = _free_radius(current, click)
-        free |= sum((g - v) ** 2 for g, v in zip(grid, click[:3])) <= radius**2
-    classes = sorted(VALID_LABELS)
-    markers = np.searchsorted(classes, current).astype(np.int32) + 1  # walker labels 1.. for 0, 1, 2, 4
-    markers[free] = 0
-    for z, y, x, label in local:
-        markers[max(z - 1, 0) : z + 2, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = classes.index(label) + 1
-    markers[~inside] = -1  # outside the brain: not part of the graph
-    if not (markers == 0).any():
-        return current
-    data = np.moveaxis(_normalised_window(image, brain, box), 0, -1)
-    present = np.unique(markers[markers > 0])
-    if present.size < 2:  # one class among the seeds: the free voxels take it
-        walked = np.where(markers == 0, present[0], markers)
-    else:
-        walked = random_walker(data, markers, beta=WALKER_BETA, mode="cg_j", tol=1e-2, channel_axis=-1)
-    out = current.copy()
-    changed = (markers == 0) & inside
-    out[changed] = np.asarray(classes, dtype=np.uint8)[walked[changed] - 1]
-    return out
+        current[_grow(data, current, inside, click)] = click[3]
+    return current
 
 
 def _remove_small_components(window: np.ndarray, local: Sequence[Click]) -> None:
