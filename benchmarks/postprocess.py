@@ -21,8 +21,8 @@ import torch
 from napari_brainseg.inference import labels_from_probabilities, segment
 from napari_brainseg.io import load_case
 from napari_brainseg.model import load_model
-from training.data import discover_cases, read_split
-from training.evaluate import mean_scores, region_scores
+from napari_brainseg.training.data import discover_cases, read_split
+from napari_brainseg.training.evaluate import mean_scores, region_scores
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2018"
 THRESHOLDS = (0.4, 0.5, 0.6)
