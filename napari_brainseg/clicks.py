@@ -33,10 +33,24 @@ class ClickError(ValueError):
     """Clicks that cannot be used on this case; the message says which and why."""
 
 
+class BrainVoxels:
+    """Whether a voxel is brain (any modality non-zero), looked up in the volumes without building a mask.
+
+    >>> BrainVoxels(np.array([[[[0, 3]]], [[[0, 0]]]]))[0, 0, 1]
+    True
+    """
+
+    def __init__(self, volumes: Sequence[np.ndarray]) -> None:
+        self._volumes = [np.asarray(volume) for volume in volumes]
+
+    def __getitem__(self, voxel: tuple[int, int, int]) -> bool:
+        return any(bool(volume[voxel] != 0) for volume in self._volumes)
+
+
 def check_clicks(clicks: Sequence[Sequence[int]], shape: Sequence[int], brain: np.ndarray | None = None) -> list[Click]:
     """The clicks as int tuples, after checking each lies in a volume of ``shape`` (inside ``brain``) with a known label.
 
-    ``brain`` is a boolean volume, or anything that answers ``brain[z, y, x]``.
+    ``brain`` is a boolean volume, or anything that answers ``brain[z, y, x]`` (e.g. :class:`BrainVoxels`).
     """
     if len(clicks) == 0:
         raise ClickError("No clicks: place at least one click on the case to refine it.")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .clicks import CLICK_LABELS, Click, ClickError, check_clicks, guidance_maps
+from .clicks import CLICK_LABELS, BrainVoxels, Click, check_clicks, guidance_maps
 from .labels import BACKGROUND, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
 
 REFINEMENT = "click-refinement"
@@ -81,11 +81,11 @@ def refine(
     message for people on bad input, before anything is computed.
     """
     image, labels = _checked_inputs(image, labels)
-    brain = np.any(image != 0, axis=0)
-    clicks = check_clicks(clicks, labels.shape, brain)
+    clicks = check_clicks(clicks, labels.shape, BrainVoxels(image))
     network = None if model is None else load_refinement_model(model)
     size = GROWING_WINDOW if network is None else tuple(network[1].guidance["window"])
     box = click_window(clicks[-1][:3], labels.shape, size)
+    brain = np.any(image[(slice(None), *box)] != 0, axis=0)
     if network is None:
         window = _grow_clicks(image, labels, brain, clicks, box)
     else:
@@ -132,10 +132,10 @@ def brain_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
-    """The window of the z-scored image (statistics over the whole brain), 0 outside the brain."""
+    """The window of the z-scored image (statistics over the whole brain), 0 outside the window's ``brain``."""
     mean, std = brain_statistics(image)
     crop = (image[(slice(None), *box)] - mean[:, None, None, None]) / std[:, None, None, None]
-    return np.where(brain[box], crop, 0).astype(np.float32)
+    return np.where(brain, crop, 0).astype(np.float32)
 
 
 # --- click-seeded region growing ---------------------------------------------------------------------
@@ -167,14 +167,13 @@ def _grow_clicks(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, click
                  box: tuple[slice, ...]) -> np.ndarray:
     """The window's labels after each of its clicks in turn, oldest first (a click already obeyed does nothing)."""
     current = labels[box].copy()
-    inside = brain[box]
     origin = [s.start for s in box]
     local = [(*(int(v - o) for v, o in zip(c[:3], origin)), c[3]) for c in clicks
              if all(s.start <= v < s.stop for v, s in zip(c[:3], box))]
     _remove_small_components(current, local)
     data = ndimage.gaussian_filter(_normalised_window(image, brain, box), (0, *[SMOOTHING] * 3))
     for click in local:
-        current[_grow(data, current, inside, click)] = click[3]
+        current[_grow(data, current, brain, click)] = click[3]
     return current
 
 
@@ -269,7 +268,7 @@ def _run_network(network, image: np.ndarray, labels: np.ndarray, brain: np.ndarr
     with torch.inference_mode():
         logits = net.to(dev)(torch.from_numpy(np.pad(x, pad))[None].to(dev))[0]
     crop = (slice(None), *(slice(0, s) for s in x.shape[1:]))
-    regions = (torch.sigmoid(logits).float().cpu().numpy() > 0.5)[crop] & brain[box]
+    regions = (torch.sigmoid(logits).float().cpu().numpy() > 0.5)[crop] & brain
     return labels_from_regions(regions)
 
 

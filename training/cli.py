@@ -291,10 +291,12 @@ def cmd_average(args: argparse.Namespace) -> int:
 def cmd_train_refine(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from napari_brainseg.registry import resolve_model
+
     from .refine import RefineConfig, RefineTrainer
     from .train import drive
 
-    cfg = RefineConfig(data=args.data, out=args.out, base=args.base, steps=args.steps, batch=args.batch,
+    cfg = RefineConfig(data=args.data, out=args.out, base=str(resolve_model(args.base)), steps=args.steps, batch=args.batch,
                        max_clicks=args.max_clicks, lr=args.lr, device=args.device, val_split=args.val_split,
                        seed=args.seed, save_every=args.save_every)
     trainer = RefineTrainer(cfg, log=tqdm.write)

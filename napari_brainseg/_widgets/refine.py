@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, RadioButtons
 
-from ..clicks import CLICK_LABELS, CLICK_NAMES, Click, ClickError, check_clicks
+from ..clicks import CLICK_LABELS, CLICK_NAMES, BrainVoxels, Click, ClickError, check_clicks
 from ..io import BratsInputError
 from ..labels import LABEL_COLORS, LabelError
 from ..layers import METADATA_KEY, brainseg_metadata, find_modality_layers, stack_modalities
@@ -36,16 +36,6 @@ HELP = (
 def click_color(label: int) -> str:
     """A click's colour: its class's colour, or light blue for "not tumour"."""
     return NEGATIVE_COLOR if label == 0 else LABEL_COLORS[label]
-
-
-class _Brain:
-    """Whether a voxel is brain (any modality non-zero), read from the modality layers without stacking them."""
-
-    def __init__(self, found: dict) -> None:
-        self._volumes = [np.asarray(layer.data) for layer in found.values()]
-
-    def __getitem__(self, voxel: tuple[int, int, int]) -> bool:
-        return any(volume[voxel] != 0 for volume in self._volumes)
 
 
 def _refine_case(found: dict, labels: np.ndarray, clicks: list[Click], model: Path | None) -> np.ndarray:
@@ -180,7 +170,7 @@ class RefineWidget(Container):
             voxel = self.voxel_at(labels, position, view_direction, dims_displayed)
             if voxel is None:
                 raise ClickError("The click missed the volume; click on the case.")
-            check_clicks([(*voxel, label)], shape, brain=_Brain(found))
+            check_clicks([(*voxel, label)], shape, brain=BrainVoxels([layer.data for layer in found.values()]))
         except (BratsInputError, ClickError, LabelError) as err:
             self.status.error(err)
             return False
