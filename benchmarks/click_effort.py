@@ -76,15 +76,19 @@ def click_session(image, start, truth, brain, n_clicks: int, model: str | None) 
 def repaint_actions(start: np.ndarray, truth: np.ndarray, order: list[int]) -> tuple[int, int]:
     """Slices repainted (taking them in ``order``, skipping right ones) until WT Dice reaches the target;
     and the tumour's axial slice count."""
-    labels = start.copy()
-    tumour_slices = int((truth > 0).any(axis=(1, 2)).sum())
+    pred, true = start > 0, truth > 0
+    axes = (1, 2)
+    both, pred_n, true_n = (pred & true).sum(axis=axes), pred.sum(axis=axes), true.sum(axis=axes)
+    wrong = (start != truth).any(axis=axes)
+    tumour_slices = int((true_n > 0).sum())
     actions = 0
     for z in order:
-        if dice(labels, truth)["WT"] >= REPAINT_TARGET:
+        total = pred_n.sum() + true_n.sum()
+        if total == 0 or 2 * both.sum() / total >= REPAINT_TARGET:
             break
-        if np.array_equal(labels[z], truth[z]):
+        if not wrong[z]:
             continue
-        labels[z] = truth[z]
+        both[z], pred_n[z], wrong[z] = true_n[z], true_n[z], False
         actions += 1
     return actions, tumour_slices
 

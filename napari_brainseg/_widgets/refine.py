@@ -3,6 +3,7 @@ labels around the click are corrected at once, in the background (:func:`napari_
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,7 @@ class RefineWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
-        self._last_result: dict[int, np.ndarray] = {}
+        self._last_result: dict[Hashable, np.ndarray] = {}
         self._checkpoints: list[Path] = []
         self.worker = None
 
@@ -102,14 +103,14 @@ class RefineWidget(Container):
         """The Points layer holding the clicks on ``labels`` (world coordinates), made when ``create``."""
         for layer in self._viewer.layers:
             meta = brainseg_metadata(layer)
-            if meta.get("role") == CLICKS_ROLE and meta.get("target") == id(labels):
+            if meta.get("role") == CLICKS_ROLE and meta.get("target") == labels.unique_id:
                 return layer
         if not create:
             return None
         points = self._viewer.add_points(
             np.empty((0, 3)), name=f"{labels.name} clicks", ndim=3, size=3 * float(max(labels.scale[-3:])),
             features={"label": np.empty(0, dtype=int)}, border_color="white", out_of_slice_display=False,
-            metadata={METADATA_KEY: {"role": CLICKS_ROLE, "target": id(labels)}},
+            metadata={METADATA_KEY: {"role": CLICKS_ROLE, "target": labels.unique_id}},
         )
         self._viewer.layers.selection.active = labels
         return points
@@ -198,7 +199,7 @@ class RefineWidget(Container):
         if points is not None:
             self._viewer.layers.remove(points)
         if labels is not None:
-            self._last_result.pop(id(labels), None)
+            self._last_result.pop(labels.unique_id, None)
         self.status.info("Clicks cleared; the labels are kept as they are.")
 
     # --- refining in the background ----------------------------------------------------------------------
@@ -219,11 +220,11 @@ class RefineWidget(Container):
 
     def _apply(self, labels: napari.layers.Labels, clicks: list[Click], result: np.ndarray) -> None:
         current = np.asarray(labels.data)
-        merged = merge_hand_edits(result, current, self._last_result.get(id(labels)), clicks)
+        merged = merge_hand_edits(result, current, self._last_result.get(labels.unique_id), clicks)
         changed = np.nonzero(merged != current)
         if changed[0].size:
             labels.data_setitem(changed, merged[changed])
-        self._last_result[id(labels)] = np.array(labels.data)
+        self._last_result[labels.unique_id] = np.array(labels.data)
         self.status.info(f"{changed[0].size} voxels changed by {len(clicks)} click(s). Ctrl+Z on the labels "
                          "layer undoes this click's change.")
 
@@ -236,4 +237,4 @@ class RefineWidget(Container):
         self.progress.visible = False
 
     def _on_layer_removed(self, event) -> None:
-        self._last_result.pop(id(event.value), None)
+        self._last_result.pop(event.value.unique_id, None)
