@@ -141,7 +141,7 @@ def test_cancel_stops_the_run_and_adds_nothing(widget, viewer, case, qtbot, monk
     widget.cancel_button.clicked()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
     assert "Cancelled" in widget.status.value
-    assert [layer.name for layer in viewer.layers if isinstance(layer, Labels)] == [f"{case.case_id} labels from file"]
+    assert [layer.name for layer in viewer.layers if isinstance(layer, Labels)] == [f"{case.case_id} reference labels"]
     assert widget.run_button.enabled
 
 

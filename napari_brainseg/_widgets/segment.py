@@ -22,6 +22,7 @@ from ..layers import (
     case_context,
     find_modality_layers,
     prediction_layer_data,
+    show_as_reference,
     stack_modalities,
     uncertainty_layer_data,
 )
@@ -157,8 +158,7 @@ class SegmentWidget(RunsInBackground, Container):
             image = stack_modalities(found)
             if self.model.value is None:
                 raise CheckpointError("No model to run: choose a checkpoint file (.pt) first.")
-            device = self.device.value.lower()
-            select_device(device)
+            device = select_device(self.device.value.lower()).type  # "auto" resolved: the status names the device
         except (BratsInputError, CheckpointError, DeviceError) as err:
             self.status.error(err)
             return
@@ -171,7 +171,7 @@ class SegmentWidget(RunsInBackground, Container):
         worker = create_worker(_segment_in_background, image, checkpoint, device, tta, self._stop, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result: self._on_result(context, result))
-        self.status.info(f"Segmenting {context.case_id} on {device}\u2026")
+        self.status.info(f"Segmenting {context.case_id} on {device.upper()}\u2026")
         self._run_worker(worker)
 
     def cancel(self) -> None:
@@ -191,6 +191,7 @@ class SegmentWidget(RunsInBackground, Container):
         if result.uncertainty is not None:
             layer_data.insert(0, uncertainty_layer_data(result.uncertainty, context))
         self.track(add_layers(self._viewer, layer_data)[-1])
+        show_as_reference(self._viewer.layers, context.case_id)
         note = " (the accelerator failed, so it ran on the CPU)" if result.fell_back_to_cpu else ""
         self.status.info(
             f"Segmented {context.case_id} with {info.model_id} ({info.version}) on {result.device.upper()} "
