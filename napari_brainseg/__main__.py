@@ -52,10 +52,6 @@ DESCRIPTION = (
 PREDICT_INTERRUPTED = "error: interrupted; outputs already written are complete, the current one was not written."
 
 
-class UsageError(ValueError):
-    """Arguments that cannot work together."""
-
-
 class HelpFormatter(argparse.HelpFormatter):
     """Wraps each line of a description on its own and ends each option's help with its default."""
 
@@ -196,7 +192,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         loads = [reader.submit(load_case, cases[0], with_seg=False)]
         from .inference import select_device
         from .model import load_model
-
         from .registry import resolve_model
 
         device = select_device(args.device)

@@ -122,7 +122,6 @@ def list_models() -> list[ModelEntry]:
     return entries
 
 
-
 def resolve_model(model: str | Path) -> str | Path:
     """What :func:`~napari_brainseg.model.load_model` takes for a model named by a user.
 
@@ -139,8 +138,9 @@ def resolve_model(model: str | Path) -> str | Path:
             return entry.path
     raise RegistryError(
         f"No model named {str(model)!r} and no checkpoint file at {path}: give 'bundled', the name of a "
-        f"registered model (napari-brainseg models lists them) or the path of a .pt checkpoint."
+        "registered model (napari-brainseg models lists them) or the path of a .pt checkpoint."
     )
+
 
 def _file_name(name: str, taken: set[str]) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"

@@ -247,7 +247,7 @@ class Trainer:
         cfg = self.cfg
         val_from = f" (validation from {', '.join(cfg.val_data)})" if cfg.val_data else ""
         steps = f"{cfg.total_steps} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps per epoch"
-        steps += f", stopping at --max-steps {cfg.max_steps})" if cfg.max_steps else ")"
+        steps += f", cut to {cfg.max_steps})" if cfg.max_steps else ")"
         if self.step:
             steps += f", resuming after step {self.step}"
         lines = [
