@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .atomic import atomic_path
+from .devices import DEVICES
 
 if TYPE_CHECKING:
     import nibabel as nib
 
     from .io import CaseFiles, LoadedCase
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # inference.DEVICES, without importing torch
 OUTPUT_EXTENSIONS = (".nii.gz", ".nii")
 SEG_SUFFIX = "_seg.nii.gz"
 
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--output", "-o", metavar="OUT.nii.gz", help="output file (one case only)")
     out.add_argument("--output-dir", metavar="DIR", help="write <case id>_seg.nii.gz for each case into DIR")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default: the best one present")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="default: the best one present")
     p.add_argument("--model", default="bundled", help="'bundled' (default) or a checkpoint .pt path")
     p.add_argument("--tta", action="store_true", help="average over mirrored inputs (4x slower)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -139,7 +139,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=1) as reader:
         # Each case is read while the one before is segmented, and the first while torch and MONAI import.
         loads = [reader.submit(load_case, cases[0], with_seg=False)]
-        from .inference import select_device
+        from .devices import select_device
         from .model import load_model
 
         device = select_device(args.device)

@@ -4,8 +4,13 @@ Everything is first written to a hidden temporary file in the target's folder, t
 target in one step (``os.replace``); a failed or interrupted write removes the temporary file.
 
 Example:
-    >>> with atomic_path("out/case_seg.nii.gz") as temp:  # doctest: +SKIP
+    >>> import nibabel as nib
+    >>> import numpy as np
+    >>> image = nib.Nifti1Image(np.zeros((4, 5, 6), dtype=np.uint8), np.eye(4))
+    >>> with atomic_path("case_seg.nii.gz") as temp:
     ...     nib.save(image, temp)  # temp ends in .nii.gz too, so nibabel writes the same format
+    >>> nib.load("case_seg.nii.gz").shape, sorted(p.name for p in Path(".").iterdir())
+    ((4, 5, 6), ['case_seg.nii.gz'])
 """
 
 from __future__ import annotations

@@ -7,9 +7,13 @@ copy and the index are each written to a temporary file and renamed into place. 
 listed first, read-only, whenever its weights file exists. :data:`events` ``.changed`` is emitted
 with the new :class:`ModelEntry` after every registration (the Segment widget refreshes its list).
 
-Example:
-    >>> entry = register_model("runs/ft1/model.pt", name="my-site")  # doctest: +SKIP
-    >>> [m.name for m in list_models()]  # doctest: +SKIP
+Example (a small untrained model stands for one trained at your site):
+    >>> from napari_brainseg.model import ModelInfo, build_network, save_checkpoint
+    >>> info = ModelInfo(model_id="site-a", arch_kwargs={"spatial_dims": 3, "in_channels": 4, "out_channels": 3,
+    ...                                                  "channels": [4, 8], "strides": [2]})
+    >>> checkpoint = save_checkpoint("model.pt", build_network(info), info)
+    >>> entry = register_model(checkpoint, name="my-site")
+    >>> [m.name for m in list_models()]
     ['bundled', 'my-site']
 """
 

@@ -13,6 +13,7 @@ import torch
 
 from napari_brainseg.inference import segment
 from napari_brainseg.io import MODALITIES, load_case
+from napari_brainseg.jobs import Progress
 from napari_brainseg.model import load_model, read_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
 from training.__main__ import main
@@ -124,8 +125,8 @@ class Interrupted(Exception):
 
 
 def stop_at(step: int):
-    def progress(done: int, total: int, loss: float) -> None:
-        if done == step:
+    def progress(p: Progress) -> None:
+        if p.stage == "train" and p.done == step:
             raise Interrupted
 
     return progress

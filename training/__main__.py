@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from napari_brainseg.__main__ import run_command
+from napari_brainseg.devices import DEVICES
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "brats2018"
 
@@ -25,7 +26,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--val-split", default=None, help="JSON file with 'train' and 'val' case id lists")
     p.add_argument("--val-data", action="extend", nargs="+", default=None,
                    help="folders of validation cases (left out of training)")
@@ -89,14 +90,17 @@ def _config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from napari_brainseg.jobs import Progress
+
     from .train import Trainer
 
     trainer = Trainer(_config(args), log=tqdm.write)
     bar = tqdm(total=trainer.cfg.total_steps, initial=trainer.step, unit="step", disable=trainer.rank != 0)
 
-    def progress(step: int, total: int, loss: float) -> None:
-        bar.update(step - bar.n)
-        bar.set_postfix(loss=f"{loss:.3f}")
+    def progress(p: Progress) -> None:
+        if p.stage == "train":
+            bar.update(p.done - bar.n)
+            bar.set_postfix(loss=f"{p.loss:.3f}")
 
     path = trainer.fit(progress)
     bar.close()
@@ -108,8 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from napari_brainseg.jobs import Progress, drive
+
     from .finetune import REPORT_FILE, finetune, finetune_config
-    from .train import Progress, drive
 
     cfg = finetune_config(args.base, args.data, args.out, args.epochs, args.steps_per_epoch, **_run_settings(args))
     bars: dict[str, tqdm] = {}
@@ -164,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     roi = None if args.one_pass else (args.roi_size or AUTO)
     rows = evaluate_cases(model, cases, device=args.device, tta=args.tta, roi_size=roi,
-                          progress=lambda i, n, row: print(f"[{i}/{n}] {row['case_id']}", file=sys.stderr))
+                          progress=lambda p: print(f"[{p.done}/{p.total}] {p.note}", file=sys.stderr))
     print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s):")
     print(format_table(rows))
     for path in args.report or []:
@@ -201,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)])
     ev.add_argument("--split", default=None, help="a split JSON: score only one subset of it")
     ev.add_argument("--subset", default="val", choices=["train", "val"])
-    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    ev.add_argument("--device", default="auto", choices=DEVICES)
     ev.add_argument("--tta", action="store_true", help="average over test-time flips")
     ev.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding window size (default: the model's own, 96 96 96 for 3-D)")
     ev.add_argument("--one-pass", action="store_true", help="run the brain box in one pass, not a sliding window")
@@ -214,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
     avg.add_argument("--data", nargs="+", default=None,
                      help="score the average on its validation cases found here and record the scores in it")
-    avg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    avg.add_argument("--device", default="auto", choices=DEVICES)
     avg.set_defaults(func=cmd_average)
     reg = sub.add_parser("register", help="add a checkpoint to the models the plugin offers")
     reg.add_argument("checkpoint", help="a model.pt written by train or finetune")
