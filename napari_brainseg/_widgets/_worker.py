@@ -49,6 +49,7 @@ class Job:
         self._signal = _ProgressSignal()
         self.worker: FunctionWorker = create_worker(self._run, work, _start_thread=False)
         self._connections: list[tuple[Any, Callable]] = []
+        self.detached = False
 
     def _run(self, work: Work) -> Any:
         try:
@@ -57,9 +58,14 @@ class Job:
             return _CANCELLED
 
     def connect(self, signal, handler: Callable) -> None:
-        """Connect ``handler`` to one of the job's signals until :meth:`detach`."""
-        signal.connect(handler)
-        self._connections.append((signal, handler))
+        """Connect ``handler`` to ``signal`` until :meth:`detach` (a call already queued is dropped too)."""
+
+        def unless_detached(*args) -> None:
+            if not self.detached:
+                handler(*args)
+
+        signal.connect(unless_detached)
+        self._connections.append((signal, unless_detached))
 
     @property
     def progressed(self):
@@ -72,6 +78,7 @@ class Job:
     def detach(self) -> None:
         """Cancel the job and disconnect every handler: it runs on to its next step and then ends unseen."""
         self.token.cancel()
+        self.detached = True
         for signal, handler in self._connections:
             try:
                 signal.disconnect(handler)
