@@ -35,7 +35,7 @@ from torch import nn
 
 from .devices import DEVICES, DeviceError, available_devices, select_device
 from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
-from .labels import BACKGROUND, labels_from_regions, minor_components
+from .labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
 
 __all__ = [  # devices and Cancelled were defined here once; they are still importable from here
     "AUTO", "DEVICES", "Cancelled", "DeviceError", "Segmentation", "available_devices", "brain_box",
@@ -56,6 +56,8 @@ SEGMENT_STAGE = "segment"
 """The stage of the :class:`~napari_brainseg.jobs.Progress` that segmenting reports."""
 MIN_COMPONENT_FRACTION = 0.1
 """Default clean-up: drop tumour components smaller than this share of the largest."""
+MIN_ENHANCING_VOXELS = 0
+"""Default small-ET rule: an enhancing tumour of fewer voxels than this in all becomes NCR/NET (0: off)."""
 
 @dataclass
 class Segmentation:
@@ -170,6 +172,22 @@ def _run_with_cpu_fallback(run: Callable[[torch.device], object], device: torch.
     return result, False
 
 
+def labels_from_probabilities(probabilities: np.ndarray, brain: np.ndarray, threshold: float = 0.5,
+                              min_component_fraction: float = MIN_COMPONENT_FRACTION,
+                              min_enhancing_voxels: int = MIN_ENHANCING_VOXELS) -> np.ndarray:
+    """BraTS labels from (3, Z, Y, X) WT/TC/ET probabilities: threshold inside the brain, then the clean-ups.
+
+    Tumour components smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all); then an
+    enhancing tumour of fewer than ``min_enhancing_voxels`` voxels in all becomes NCR/NET (0: off).
+    """
+    labels = labels_from_regions((probabilities > threshold) & brain)
+    if min_component_fraction > 0:
+        labels[minor_components(labels, min_component_fraction)] = BACKGROUND
+    if min_enhancing_voxels > 0:
+        labels[small_enhancing(labels, min_enhancing_voxels)] = NCR
+    return labels
+
+
 def segment(
     image: np.ndarray,
     model: nn.Module,
@@ -179,6 +197,7 @@ def segment(
     tta: bool = False,
     threshold: float = 0.5,
     min_component_fraction: float = MIN_COMPONENT_FRACTION,
+    min_enhancing_voxels: int = MIN_ENHANCING_VOXELS,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
 ) -> Segmentation:
@@ -186,8 +205,9 @@ def segment(
 
     ``roi_size`` is a sliding window, ``None`` one pass over the brain box, and ``"auto"`` the model's own
     choice (:func:`default_window`). Tumour components
-    smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all). ``progress`` and
-    ``should_stop`` report and cancel by batches of windows (:func:`predict_regions`).
+    smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all), and an enhancing tumour
+    of fewer than ``min_enhancing_voxels`` voxels becomes NCR/NET (see :func:`labels_from_probabilities`).
+    ``progress`` and ``should_stop`` report and cancel by batches of windows (:func:`predict_regions`).
     """
     start = time.perf_counter()
     if roi_size == AUTO:
@@ -207,9 +227,7 @@ def segment(
         uncertainty = np.zeros(image.shape[1:], dtype=np.float32)
         uncertainty[box] = spread_crop
     brain = np.any(image != 0, axis=0)
-    labels = labels_from_regions((probabilities > threshold) & brain)
-    if min_component_fraction > 0:
-        labels[minor_components(labels, min_component_fraction)] = BACKGROUND
+    labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels)
     return Segmentation(
         labels=labels,
         probabilities=probabilities,

@@ -13,14 +13,10 @@ import pkgutil
 import pytest
 
 import napari_brainseg
-import training
 from napari_brainseg import registry
 
-MODULES = sorted(
-    name
-    for package in (napari_brainseg, training)
-    for _, name, _ in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
-)
+MODULES = sorted(name for _, name, _ in pkgutil.walk_packages(napari_brainseg.__path__, "napari_brainseg."))
+"""Every module of the plugin, its training package (``napari_brainseg.training``) included."""
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
