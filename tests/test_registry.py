@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from napari_brainseg import registry
+from napari_brainseg.__main__ import main
 from napari_brainseg.model import (
     DEFAULT_ARCH_KWARGS,
     CheckpointError,
@@ -29,7 +30,6 @@ from napari_brainseg.registry import (
     list_models,
     register_model,
 )
-from training.__main__ import main
 
 TINY = {**DEFAULT_ARCH_KWARGS, "channels": [4, 8], "strides": [2]}
 

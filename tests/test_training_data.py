@@ -16,7 +16,7 @@ import pytest
 from napari_brainseg.export import SIDECAR_NAME, export_correction
 from napari_brainseg.io import BratsInputError, load_case
 from napari_brainseg.labels import ET, ET_2023
-from training.data import (
+from napari_brainseg.training.data import (
     IncompleteVersionWarning,
     discover_cases,
     is_correction,
