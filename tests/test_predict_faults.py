@@ -21,8 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The child process runs the real command; its second label-map save pauses after writing the temporary file,
 # so that the test can signal it mid-write (the pause is this script's, not a setting of the command).
 PAUSE_ON_SECOND_SAVE = """
-import sys, time, nibabel
+import signal, sys, time, nibabel
 from napari_brainseg.__main__ import main
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl+C as in a terminal, even if started in background
 real_save, saves = nibabel.save, []
 def save_then_pause(image, path):
     real_save(image, path)
