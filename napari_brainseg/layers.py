@@ -15,10 +15,14 @@ Each layer's ``metadata[METADATA_KEY]`` holds the case id, :class:`~io.CaseFiles
 (and, for a prediction, a copy of the model's output and the model's id and version).
 Layers opened by another reader are recognised by name (``flair``, ``t2f``, ``Brats18_X_t1ce``, ...).
 
-Example:
+Example (``napari_brainseg._widgets.add_layers(viewer, layers)`` shows them):
     >>> from napari_brainseg.io import load_case
-    >>> for data, kwargs, kind in case_layers(load_case(path)):  # doctest: +SKIP
-    ...     viewer._add_layer_from_data(data, kwargs, kind)
+    >>> from napari_brainseg.synthetic import write_synthetic_case
+    >>> layers = case_layers(load_case(write_synthetic_case("Synthetic_001", "Synthetic_001", shape=(48, 56, 40))))
+    >>> [(kwargs["name"], kind) for _, kwargs, kind in layers if kind == "image"]
+    [('FLAIR', 'image'), ('T1', 'image'), ('T1ce', 'image'), ('T2', 'image')]
+    >>> [kind for _, _, kind in layers].count("labels"), layers[-1][0].dtype
+    (1, dtype('uint8'))
 """
 
 from __future__ import annotations

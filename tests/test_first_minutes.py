@@ -13,7 +13,8 @@ from napari_brainseg import _sample_data, registry
 from napari_brainseg._widgets import segment as segment_module
 from napari_brainseg._widgets.segment import SegmentWidget
 from napari_brainseg.demo import WIDGETS, open_demo
-from napari_brainseg.inference import Cancelled, available_devices
+from napari_brainseg.devices import available_devices
+from napari_brainseg.jobs import Cancelled, Progress
 from napari_brainseg.layers import AXIS_LABELS, REFERENCE_CONTOUR
 
 PLUGIN = "napari-brainseg"
@@ -79,7 +80,7 @@ def test_segment_names_the_device_it_chose_while_running(viewer, widget, case_id
 
     def waiting_segment(*args, should_stop, progress, **kwargs):
         started.set()
-        progress(0, 1)
+        progress(Progress("segment", 0, 1))
         while not should_stop():
             threading.Event().wait(0.01)
         raise Cancelled("Segmentation cancelled.")
