@@ -9,6 +9,7 @@ import pytest
 from napari_brainseg import registry
 from napari_brainseg._widgets.retrain import RetrainWidget
 from napari_brainseg._widgets.segment import SegmentWidget
+from napari_brainseg.export import SIDECAR_NAME
 from napari_brainseg.synthetic import write_synthetic_case
 
 SHAPE = (40, 48, 32)
@@ -32,6 +33,7 @@ def base(tiny_checkpoint) -> registry.ModelEntry:
 def data(tmp_path) -> tuple[Path, Path]:
     """(corrections, original): one corrected case and three original ones."""
     write_synthetic_case(tmp_path / "corrections" / "Case_000" / "v001", "Case_000", shape=SHAPE, seed=10)
+    (tmp_path / "corrections" / "Case_000" / "v001" / SIDECAR_NAME).write_text("{}")  # as an export leaves it
     for seed in range(3):
         write_synthetic_case(tmp_path / "original" / f"Case_{seed:03d}", f"Case_{seed:03d}", shape=SHAPE, seed=seed)
     return tmp_path / "corrections", tmp_path / "original"
@@ -64,7 +66,7 @@ def test_fine_tuning_shows_progress_then_registers_the_new_model_and_the_compari
     widget.epochs.value, widget.steps.value = 1, 2
     steps_seen = []
     widget.run_button.clicked()
-    widget.worker.yielded.connect(lambda p: steps_seen.append((p.stage, p.done, p.total)))
+    widget.job.progressed.connect(lambda p: steps_seen.append((p.stage, p.done, p.total)))
     assert not widget.run_button.enabled and widget.cancel_button.enabled and not widget.progress.native.isHidden()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
 
