@@ -259,7 +259,8 @@ def _run_network(network, image: np.ndarray, labels: np.ndarray, brain: np.ndarr
                  box: tuple[slice, ...], device: str) -> np.ndarray:
     import torch
 
-    from .inference import NET_MULTIPLE, select_device
+    from .devices import select_device
+    from .inference import NET_MULTIPLE
 
     net, info = network
     x = network_input(_normalised_window(image, brain, box), labels[box], clicks, box, info.guidance["sigma"])

@@ -302,23 +302,23 @@ def cmd_average(args: argparse.Namespace) -> int:
 def cmd_train_refine(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from napari_brainseg.jobs import Progress, drive
     from napari_brainseg.registry import resolve_model
 
     from .refine import RefineConfig, RefineTrainer
-    from .train import drive
 
-    cfg = RefineConfig(data=args.data, out=args.out, base=str(resolve_model(args.base)), steps=args.steps, batch=args.batch,
-                       max_clicks=args.max_clicks, lr=args.lr, device=args.device, val_split=args.val_split,
-                       seed=args.seed, save_every=args.save_every)
+    cfg = RefineConfig(data=args.data, out=args.out, base=str(resolve_model(args.base)), steps=args.steps,
+                       batch=args.batch, max_clicks=args.max_clicks, lr=args.lr, device=args.device,
+                       val_split=args.val_split, seed=args.seed, save_every=args.save_every)
     trainer = RefineTrainer(cfg, log=tqdm.write)
     bar = tqdm(total=cfg.steps, initial=trainer.step, unit="step")
 
-    def progress(p) -> None:
+    def progress(p: Progress) -> None:
         bar.update(p.done - bar.n)
         bar.set_postfix(loss=f"{p.loss:.3f}")
 
     path = drive(trainer.steps(), progress)
     bar.close()
     print(f"Click-refinement checkpoint: {path}")
-    print(f"Measure it: python benchmarks/click_effort.py --model {path}")
+    print(f"Measure it: .venv/bin/python benchmarks/click_effort.py --model {path}")
     return 0

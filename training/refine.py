@@ -26,13 +26,14 @@ import torch
 
 from napari_brainseg.atomic import atomic_path
 from napari_brainseg.clicks import Click, next_click
-from napari_brainseg.inference import select_device
+from napari_brainseg.devices import select_device
+from napari_brainseg.jobs import Progress
 from napari_brainseg.labels import ET, NCR, labels_from_regions
 from napari_brainseg.model import load_model, save_checkpoint
 from napari_brainseg.refine import GUIDANCE, network_input, refinement_network
 
 from .data import discover_cases, load_training_case, read_split
-from .train import MODEL_FILE, STATE_FILE, Progress
+from .train import MODEL_FILE, STATE_FILE
 
 TUMOUR_CENTRED = 0.8
 """Share of patches centred on a tumour voxel (clicks are about the tumour); the rest on any brain voxel."""
