@@ -17,6 +17,7 @@ from ..layers import METADATA_KEY, brainseg_metadata, find_modality_layers, stac
 from ..model import CheckpointError
 from ..refine import merge_hand_edits, refine
 from . import LabelsLayerPicker, Status, connect_while_alive
+from ._worker import RunsInBackground
 
 if TYPE_CHECKING:
     import napari
@@ -43,15 +44,18 @@ def _refine_case(found: dict, labels: np.ndarray, clicks: list[Click], model: Pa
     return refine(stack_modalities(found), labels, clicks, model=model)
 
 
-class RefineWidget(Container):
+class RefineWidget(RunsInBackground, Container):
     """Shift+click a class onto the case; the labels around the click are refined in the background."""
+
+    FAILED = "Refinement failed, nothing changed"
+    CANCELLED = "Cancelled; the click was taken back and nothing changed."
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
         self._last_result: dict[Hashable, np.ndarray] = {}
         self._checkpoints: list[Path] = []
-        self.worker = None
+        self._refining: napari.layers.Labels | None = None
 
         self.help = Label(value=HELP)
         self.help.native.setWordWrap(True)
@@ -60,16 +64,18 @@ class RefineWidget(Container):
         self.click_class = RadioButtons(label="Click means", choices=choices, value=CLICK_LABELS[0])
         self.model = ComboBox(label="Refinement", choices=self._model_choices)
         self.checkpoint = FileEdit(label="Click network\u2026", mode="r", filter="*.pt", nullable=True)
-        self.clear_button = PushButton(text="Clear clicks")
+        self.clear_button = self.run_button = PushButton(text="Clear clicks")  # disabled while a click is refined
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=0, visible=False)
         self.status = Status()
         self.checkpoint.changed.connect(self.add_checkpoint)
         self.clear_button.clicked.connect(self.clear_clicks)
+        self.cancel_button.clicked.connect(self.cancel)
         viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.native.destroyed.connect(lambda *_: self._viewer.mouse_drag_callbacks.remove(self._on_mouse))
         connect_while_alive(self, viewer.layers.events.removed, self._on_layer_removed)
         self.extend([self.help, self.layer, self.click_class, self.model, self.checkpoint, self.clear_button,
-                     self.progress, self.status])
+                     self.cancel_button, self.progress, self.status])
 
     # --- the refinement model ------------------------------------------------------------------------
     def _model_choices(self, _=None) -> list[tuple[str, Path | str]]:
@@ -186,8 +192,8 @@ class RefineWidget(Container):
         points.features = {"label": values}
         points.face_color = [click_color(v) for v in values]
 
-    def _drop_last_point(self, labels: napari.layers.Labels) -> None:
-        points = self.clicks_layer(labels)
+    def _drop_last_point(self, labels: napari.layers.Labels | None) -> None:
+        points = None if labels is None else self.clicks_layer(labels)
         if points is not None and len(points.data):
             points.selected_data = {len(points.data) - 1}
             points.remove_selected()
@@ -204,19 +210,13 @@ class RefineWidget(Container):
 
     # --- refining in the background ----------------------------------------------------------------------
     def _start(self, found: dict, labels: napari.layers.Labels) -> None:
-        from napari.qt.threading import create_worker
-
-        clicks = self.clicks(labels)
-        worker = create_worker(_refine_case, found, np.array(labels.data), clicks, self.refinement_model,
-                               _start_thread=False)
-        worker.returned.connect(lambda result: self._apply(labels, clicks, result))
-        worker.errored.connect(lambda err: self._failed(labels, err))
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        self.progress.visible = True
+        clicks, data, model = self.clicks(labels), np.array(labels.data), self.refinement_model
+        self._refining = labels
         name = CLICK_NAMES[clicks[-1][3]]
-        self.status.info(f"Refining with {len(clicks)} click(s), the last one '{name}' at {clicks[-1][:3]}\u2026")
-        worker.start()
+        self.run_job(lambda progress, should_stop: _refine_case(found, data, clicks, model),
+                     lambda result: self._apply(labels, clicks, result),
+                     f"Refining with {len(clicks)} click(s), the last one '{name}' at {clicks[-1][:3]}\u2026")
+        self.progress.max = 0  # one step of unknown length: a busy bar
 
     def _apply(self, labels: napari.layers.Labels, clicks: list[Click], result: np.ndarray) -> None:
         current = np.asarray(labels.data)
@@ -228,13 +228,13 @@ class RefineWidget(Container):
         self.status.info(f"{changed[0].size} voxels changed by {len(clicks)} click(s). Ctrl+Z on the labels "
                          "layer undoes this click's change.")
 
-    def _failed(self, labels: napari.layers.Labels, err: Exception) -> None:
-        self._drop_last_point(labels)
-        self.status.error(f"Refinement failed, nothing changed: {err}", notify=False)
+    def _on_error(self, err: Exception) -> None:
+        self._drop_last_point(self._refining)
+        super()._on_error(err)
 
-    def _finished(self) -> None:
-        self.worker = None
-        self.progress.visible = False
+    def on_cancelled(self) -> None:
+        self._drop_last_point(self._refining)
+        super().on_cancelled()
 
     def _on_layer_removed(self, event) -> None:
         self._last_result.pop(event.value.unique_id, None)
