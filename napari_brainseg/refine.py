@@ -19,10 +19,19 @@ Two methods, chosen by ``model``:
   model: :func:`refinement_network`) and trained with ``python -m training train-refine``. Its checkpoint says
   which guidance encoding it expects (:data:`GUIDANCE`); a checkpoint of another kind is refused.
 
-Example:
-    >>> from napari_brainseg.io import load_case
-    >>> case = load_case("../shared/data/brats2018/Brats18_2013_11_1")  # doctest: +SKIP
-    >>> labels = refine(case.image, labels, [(70, 120, 101, 2)])  # doctest: +SKIP
+Example (a synthetic case whose oedema the labels missed; one click on it, as the benchmark's user clicks):
+    >>> import numpy as np
+    >>> from napari_brainseg.clicks import next_click
+    >>> from napari_brainseg.synthetic import synthetic_case
+    >>> images, truth = synthetic_case(shape=(48, 56, 40))
+    >>> image = np.stack([images[m] for m in ("flair", "t1", "t1ce", "t2")]).astype(np.float32)
+    >>> labels = np.where(truth == 2, 0, truth).astype(np.uint8)
+    >>> click = next_click(labels, truth)
+    >>> click[3]
+    2
+    >>> refined = refine(image, labels, [click])
+    >>> bool((refined == 2).sum() > (labels == 2).sum()), refined.dtype
+    (True, dtype('uint8'))
 """
 
 from __future__ import annotations
