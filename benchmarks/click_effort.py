@@ -105,15 +105,27 @@ def slice_orders(start: np.ndarray, truth: np.ndarray, uncertainty: np.ndarray, 
     }
 
 
-def run_case(case_dir: Path, segmenter, n_clicks: int, model: str | None, tta: bool) -> dict:
+def segmentation(image: np.ndarray, segmenter, tta: bool, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The segmenter's labels and voxel doubt (kept in ``cache`` when given, for reruns)."""
+    if cache is not None and cache.exists():
+        saved = np.load(cache)
+        return saved["labels"], saved["doubt"]
+    result = segment(image, segmenter, "cpu", tta=tta)
+    doubt = result.uncertainty if tta else np.minimum(result.probabilities, 1 - result.probabilities).max(axis=0)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, labels=result.labels, doubt=doubt.astype(np.float16))
+    return result.labels, doubt
+
+
+def run_case(case_dir: Path, segmenter, n_clicks: int, model: str | None, tta: bool, cache: Path | None) -> dict:
     case = load_case(case_dir)
     brain = np.any(case.image != 0, axis=0)
-    result = segment(case.image, segmenter, "cpu", tta=tta)
-    doubt = result.uncertainty if tta else np.minimum(result.probabilities, 1 - result.probabilities).max(axis=0)
-    session = click_session(case.image, result.labels, case.seg, brain, n_clicks, model)
+    labels, doubt = segmentation(case.image, segmenter, tta, cache)
+    session = click_session(case.image, labels, case.seg, brain, n_clicks, model)
     repaint = {}
-    for name, order in slice_orders(result.labels, case.seg, doubt, brain).items():
-        actions, tumour_slices = repaint_actions(result.labels, case.seg, order)
+    for name, order in slice_orders(labels, case.seg, doubt.astype(np.float32), brain).items():
+        actions, tumour_slices = repaint_actions(labels, case.seg, order)
         repaint[name] = actions / max(tumour_slices, 1)
     return {"case_id": case.case_id, **session, "repaint": repaint}
 
@@ -165,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tta", action="store_true", help="uncertainty order from test-time flips, as in Review")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder keeping each case's segmentation, so that reruns only click")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     segmenter, info = load_model(args.segmenter)
@@ -173,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(cases)} case(s), {args.clicks} clicks each, {args.threads} thread(s).", flush=True)
     rows = []
     for case_id in cases:
-        rows.append(run_case(args.data / case_id, segmenter, args.clicks, args.model, args.tta))
+        cache = args.cache / f"{info.model_id}-{info.version}-{case_id}{'-tta' if args.tta else ''}.npz" \
+            if args.cache else None
+        rows.append(run_case(args.data / case_id, segmenter, args.clicks, args.model, args.tta, cache))
         row = rows[-1]
         print(f"{case_id}: WT {row['dice'][0]['WT']:.3f} -> {row['dice'][-1]['WT']:.3f} after {args.clicks} clicks",
               flush=True)

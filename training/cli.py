@@ -151,7 +151,7 @@ def _add_train_refine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=2, help="patches per step")
     p.add_argument("--max-clicks", type=int, default=10, help="most simulated clicks before a trained answer")
     p.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to train; auto: the best present")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to train; auto: the best present")
     p.add_argument("--val-split", default=None, metavar="FILE",
                    help="JSON split whose 'val' cases are left out (default: the base model's validation cases)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the patches and clicks")
