@@ -70,6 +70,9 @@ MIN_REST_VOXELS = 20
 MAX_DISTANCE = 1.5
 """A voxel joins a click only within this root-mean-square distance of the click's look, per channel, in units
 of the spread of the label it leaves."""
+MIN_REACH, MAX_REACH = 6.0, 64.0
+REACH_PER_DEPTH = 1000.0
+"""A click reaches this many times its depth in its voxel's label region (voxels), within the two bounds."""
 SMOOTHING = 1.0
 """Gaussian smoothing (voxels) of the modalities before they are compared: less noise, smoother regions."""
 _BRAIN_SAMPLE = 7
@@ -166,6 +169,9 @@ def _grow(data: np.ndarray, current: np.ndarray, brain: np.ndarray, click: Click
         to_rest = (((data - data[:, rest].mean(axis=1)[:, None, None, None]) / spread[:, None, None, None]) ** 2)
         to_click, to_rest = to_click.mean(axis=0), to_rest.mean(axis=0)
         grown = region & (to_click < to_rest) & (to_click < MAX_DISTANCE**2)
+    depth = ndimage.distance_transform_edt(region)[z, y, x]
+    reach = np.clip(REACH_PER_DEPTH * depth, MIN_REACH, MAX_REACH)
+    grown &= sum((g - v) ** 2 for g, v in zip(grid, (z, y, x))) <= reach**2
     grown[z, y, x] = True
     components, _ = ndimage.label(grown)
     grown = components == components[z, y, x]
