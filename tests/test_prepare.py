@@ -107,7 +107,7 @@ def test_a_missing_sequence_is_named_and_nothing_is_written(study, tmp_path):
 def test_a_prepared_study_is_a_brats_case_at_1_mm_with_its_sidecar(study, tmp_path):
     steps = []
     case = prepare_study(parse_inputs(specs(study)), tmp_path / "P01", skull_stripped=True,
-                         progress=lambda done, total: steps.append((done, total)))
+                         progress=lambda done, total, what: steps.append((done, total)))
     loaded = load_case(case.folder)
     assert loaded.case_id == "P01"
     assert loaded.image.shape == (4, 32, 48, 40)

@@ -44,7 +44,8 @@ from .geometry import from_nifti, nifti_affine, sitk_transform, to_nifti, world_
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-ProgressCallback = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int, str], None]
+"""Called after each step with (steps done, steps in all, what was done)."""
 
 REFERENCE = "t1ce"
 """The sequence the others are registered to, and whose frame (or native grid) the case lies on."""
@@ -52,6 +53,8 @@ SPACING_MM = 1.0
 RECORD_SUFFIX = "_prepare.json"
 MASK_SUFFIX = "_brainmask.nii.gz"
 NATIVE_SUFFIX = "_t1ce_native.nii.gz"
+NATIVE_SEG_SUFFIX = "_seg_native.nii.gz"
+"""The labels mapped back to the native T1ce, as ``predict --prepare`` names them."""
 RECORD_FORMAT = "napari-brainseg prepared study"
 RECORD_VERSION = 1
 _NAMES = {
@@ -87,6 +90,12 @@ class PreparedCase:
     files: CaseFiles
     record: dict[str, Any]
 
+    @classmethod
+    def open(cls, folder: str | Path) -> PreparedCase:
+        """A case folder written by :func:`prepare_study`."""
+        folder = Path(folder).expanduser()
+        return cls(folder, find_case(folder), read_record(folder))
+
     @property
     def brain_mask(self) -> Path:
         return self.folder / self.record["files"]["brain_mask"]
@@ -102,6 +111,11 @@ def parse_inputs(specs: Sequence[str]) -> dict[str, Source]:
     for spec in specs:
         name, sep, value = spec.partition("=")
         modality = _NAMES.get(name.strip().lower())
+        if not sep and Path(spec).expanduser().is_dir():
+            raise StudyInputError(
+                f"Say which series of {spec} is which sequence, as t1ce={spec}#NUMBER t1=... t2=... flair=...; "
+                f"its series are:\n{dicom.describe(dicom.find_series(spec)) or '  (none)'}"
+            )
         if not sep or modality is None or not value:
             raise StudyInputError(
                 f"'{spec}' does not say which sequence it is; write NAME=PATH with NAME one of "
@@ -114,7 +128,28 @@ def parse_inputs(specs: Sequence[str]) -> dict[str, Source]:
     return inputs
 
 
-def _check_complete(inputs: dict[str, Source]) -> None:
+def source_for_file(path: str | Path) -> Source:
+    """The source a chosen file stands for: a NIfTI file itself, or the DICOM series that holds it."""
+    path = Path(path).expanduser()
+    if path.is_dir() or path.name.lower().endswith((".nii", ".nii.gz")):
+        return Source(path)
+    series = next((s for s in dicom.find_series(path.parent) if path.resolve() in {Path(f).resolve() for f in s.files}), None)
+    if series is None:
+        raise StudyInputError(f"{path.name} is neither a NIfTI file nor a slice of a DICOM series in {path.parent}.")
+    return Source(path.parent, series.uid)
+
+
+def default_case_id(inputs: dict[str, Source]) -> str:
+    """A case id for a study: the name of the folder holding the T1ce file (or of its DICOM folder)."""
+    source = inputs.get(REFERENCE)
+    if source is None:
+        return "case"
+    folder = source.path if source.is_dicom else source.path.parent
+    return folder.resolve().name or "case"
+
+
+def check_complete(inputs: dict[str, Source]) -> None:
+    """Raise :class:`StudyInputError` unless all four sequences are given and exist."""
     missing = [MODALITY_TITLES[m] for m in MODALITIES if m not in inputs]
     if missing:
         raise StudyInputError(
@@ -210,19 +245,19 @@ def prepare_study(
         brain.extractor_version()
     out = Path(out).expanduser()
     case_id = case_id or out.name
-    _check_complete(inputs)
+    check_complete(inputs)
     _unused_target(out, overwrite)
     template_path = _template_t1ce(template) if template is not None else None
     total = 4 + 3 + (0 if skull_stripped else 1) + (1 if template_path else 0) + 1
     done = 0
 
-    def step() -> None:
+    def step(what: str, last: bool = False) -> None:
         nonlocal done
-        if should_stop is not None and should_stop():
+        if not last and should_stop is not None and should_stop():
             raise Cancelled("Preparation cancelled; nothing was written.")
         done += 1
         if progress is not None:
-            progress(done, total)
+            progress(done, total, what)
 
     steps: list[dict[str, Any]] = []
     images: dict[str, sitk.Image] = {}
@@ -230,7 +265,7 @@ def prepare_study(
     for modality in (REFERENCE, *[m for m in MODALITIES if m != REFERENCE]):
         images[modality], sources[modality] = read_sequence(modality, inputs[modality])
         _check_not_empty(modality, images[modality])
-        step()
+        step(f"read {MODALITY_TITLES[modality]} ({sources[modality]['kind']}, size {sources[modality]['shape']})")
     _check_one_patient(sources)
     native = images[REFERENCE]
 
@@ -247,7 +282,7 @@ def prepare_study(
         to_native[modality] = world_matrix(transform)
         registrations[modality] = run | registration.transform_record(transform) | {
             "seconds": round(time.perf_counter() - start, 2)}
-        step()
+        step(f"registered {MODALITY_TITLES[modality]} to T1ce ({registrations[modality]['seconds']:.1f} s)")
     steps.append({"step": "co-registration", "fixed": REFERENCE, "moving": [m for m in registrations],
                   "transform": "Euler 3-D (rigid)", "settings": registration.SETTINGS, "results": registrations})
 
@@ -260,7 +295,7 @@ def prepare_study(
         volume_ml = float(sitk.GetArrayViewFromImage(mask).sum()) * SPACING_MM**3 / 1000
         steps.append({"step": "brain extraction", **brain.SETTINGS, "version": brain.extractor_version(),
                       "brain_volume_ml": round(volume_ml, 1), "seconds": round(time.perf_counter() - start, 2)})
-        step()
+        step(f"extracted the brain ({volume_ml:.0f} ml, {steps[-1]['seconds']:.1f} s)")
 
     case_to_t1ce = np.eye(4)  # case-grid world -> native T1ce world
     if template_path is not None:
@@ -279,7 +314,7 @@ def prepare_study(
                       "moving": "brain-extracted t1ce at 1 mm", "transform": "affine", "settings": registration.SETTINGS,
                       "result": run | registration.transform_record(transform),
                       "seconds": round(time.perf_counter() - start, 2)})
-        step()
+        step(f"registered the brain to the template ({steps[-1]['seconds']:.1f} s)")
 
     volumes = {m: registration.resample(images[m], grid, sitk_transform(to_native[m] @ case_to_t1ce))
                for m in MODALITIES}
@@ -306,7 +341,7 @@ def prepare_study(
         },
     }
     _write_case(out, record, volumes, mask, native, overwrite)
-    step()
+    step(f"wrote {out}", last=True)
     return PreparedCase(out, find_case(out), record)
 
 
