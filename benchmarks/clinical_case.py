@@ -6,7 +6,7 @@ Dice against the reference labels mapped to the native T1ce grid (the README's N
 neighbour). The references come from an automatic pipeline (BrainLes + five BraTS 2020 models), not an expert.
 
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/clinical_case.py
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/clinical_case.py --template ../shared/data/brats2018/Brats18_2013_11_1
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/clinical_case.py --template BRATS_CASE_DIR  # the atlas frame
 """
 
 from __future__ import annotations

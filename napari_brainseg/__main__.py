@@ -250,7 +250,8 @@ def predict_study(args: argparse.Namespace) -> int:
 
     device = select_device(args.device)
     model, info = load_model(resolve_model(args.model))
-    print(f"Model {info.model_id} (version {info.version}) on {device.type}: segmenting...", file=sys.stderr, flush=True)
+    print(f"Model {info.model_id} (version {info.version}) on {device.type}: segmenting...",
+          file=sys.stderr, flush=True)
     start = time.perf_counter()
     seg_path = folder / f"{case_id}{SEG_SUFFIX}"
     _segment_one(loaded, seg_path, model, device, args)

@@ -107,12 +107,13 @@ def test_a_missing_sequence_is_named_and_nothing_is_written(study, tmp_path):
 def test_a_prepared_study_is_a_brats_case_at_1_mm_with_its_sidecar(study, tmp_path):
     steps = []
     case = prepare_study(parse_inputs(specs(study)), tmp_path / "P01", skull_stripped=True,
-                         progress=lambda done, total, what: steps.append((done, total)))
+                         progress=steps.append)
     loaded = load_case(case.folder)
     assert loaded.case_id == "P01"
     assert loaded.image.shape == (4, 32, 48, 40)
     assert loaded.spacing == pytest.approx((1.0, 1.0, 1.0))
-    assert steps[-1][0] == steps[-1][1] and [d for d, _ in steps] == list(range(1, len(steps) + 1))
+    assert [s.done for s in steps] == list(range(1, 8)) and {s.total for s in steps} == {7}
+    assert steps[-1].note.startswith("writing ")
     record = read_record(case.folder)
     assert record == json.loads((tmp_path / "P01" / "P01_prepare.json").read_text())
     assert [s["step"] for s in record["steps"]] == ["co-registration", "resampling"]

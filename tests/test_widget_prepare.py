@@ -1,4 +1,4 @@
-"""The Prepare study widget in a real viewer: prepare a synthetic study, segment it, show the labels on the native T1ce."""
+"""The Prepare study widget in a real viewer: prepare a synthetic study, segment it, show it on the native T1ce."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def prepare_in(viewer, qtbot, study, folder) -> PrepareWidget:  # noqa: F811
     widget.out.value = folder
     widget.skull_stripped.value = True
     widget.run()
-    qtbot.waitUntil(lambda: widget.job is None, timeout=JOB_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=JOB_TIMEOUT_MS)
     return widget
 
 
@@ -68,7 +68,7 @@ def test_cancelling_writes_no_case_folder(make_napari_viewer_proxy, qtbot, study
     widget.skull_stripped.value = True
     widget.run()
     widget.cancel()
-    qtbot.waitUntil(lambda: widget.job is None, timeout=JOB_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=JOB_TIMEOUT_MS)
     assert widget.status.value == PrepareWidget.CANCELLED
     assert not (tmp_path / "P01").exists()
     assert len(viewer.layers) == 0
@@ -81,6 +81,6 @@ def test_a_missing_sequence_is_reported_before_anything_runs(make_napari_viewer_
     widget.out.value = tmp_path / "P01"
     widget.skull_stripped.value = True
     widget.run()
-    assert widget.job is None
+    assert widget.worker is None
     assert widget.status.is_error and widget.status.value.startswith("Missing sequence: T1, T2, FLAIR")
     assert not (tmp_path / "P01").exists()

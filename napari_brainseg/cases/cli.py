@@ -15,8 +15,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import CLINICAL_INSTALL
+
+if TYPE_CHECKING:
+    from .prepare import PreparedCase, Step
 
 INPUT_HELP = (
     "each sequence as NAME=PATH, NAME one of t1ce, t1, t2, flair (or t1c, t1n, t2w, t2f); PATH a NIfTI file named "
@@ -35,8 +39,10 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     """The options that ``prepare`` and ``predict --prepare`` share."""
     p.add_argument("--template", metavar="BRATS_CASE",
                    help="register the brain affinely to this BraTS case (folder or T1ce file) and use its grid")
-    p.add_argument("--skull-stripped", action="store_true", help="the inputs are already skull-stripped: no brain extraction")
-    p.add_argument("--case-id", metavar="ID", help="the case's id in its file names (default: the output folder's name)")
+    p.add_argument("--skull-stripped", action="store_true",
+                   help="the inputs are already skull-stripped: no brain extraction")
+    p.add_argument("--case-id", metavar="ID",
+                   help="the case's id in its file names (default: the output folder's name)")
 
 
 def add_prepare_command(sub: argparse._SubParsersAction) -> None:
@@ -49,9 +55,9 @@ def add_prepare_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prepare, interrupted="error: interrupted; the case folder was not written.")
 
 
-def print_progress(done: int, total: int, step: str) -> None:
+def print_progress(step: Step) -> None:
     """One line a step on stderr."""
-    print(f"[{done}/{total}] {step}", file=sys.stderr, flush=True)
+    print(f"[{step.done}/{step.total}] {step.note}", file=sys.stderr, flush=True)
 
 
 def _list_series(folder: Path) -> int:
@@ -66,7 +72,7 @@ def _list_series(folder: Path) -> int:
     return 0
 
 
-def prepare_from_args(args: argparse.Namespace, out: Path):
+def prepare_from_args(args: argparse.Namespace, out: Path) -> PreparedCase:
     """Run :func:`~.prepare.prepare_study` with the shared options; progress on stderr."""
     from .prepare import parse_inputs, prepare_study
 

@@ -56,7 +56,8 @@ class DicomSeries:
     @property
     def summary(self) -> str:
         """One line for a person choosing a series."""
-        return f"'{self.description or 'no description'}' ({self.modality or '?'}, {len(self.files)} slices, UID {self.uid})"
+        name = self.description or "no description"
+        return f"'{name}' ({self.modality or '?'}, {len(self.files)} slices, UID {self.uid})"
 
     def problem(self) -> str | None:
         """Why this series is not a brain MR volume, or ``None`` when it can be used."""

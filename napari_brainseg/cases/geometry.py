@@ -55,7 +55,7 @@ def from_nifti(nifti: nib.Nifti1Image, dtype: type = np.float32) -> sitk.Image:
 
 
 def world_matrix(transform: sitk.Transform) -> np.ndarray:
-    """The RAS 4 x 4 matrix of an affine-like SimpleITK transform (it maps fixed-image points to moving-image points)."""
+    """The RAS 4 x 4 matrix of an affine-like SimpleITK transform (fixed-image points to moving-image points)."""
     corners = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     mapped = np.array([transform.TransformPoint(p.tolist()) for p in corners])
     matrix = np.eye(4)

@@ -27,11 +27,11 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -44,8 +44,7 @@ from .geometry import from_nifti, nifti_affine, sitk_transform, to_nifti, world_
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-ProgressCallback = Callable[[int, int, str], None]
-"""Called after each step with (steps done, steps in all, what was done)."""
+CANCELLED = "Preparation cancelled; nothing was written."
 
 REFERENCE = "t1ce"
 """The sequence the others are registered to, and whose frame (or native grid) the case lies on."""
@@ -68,6 +67,17 @@ _NAMES = {
 
 class Cancelled(Exception):
     """Preparation was stopped on request; nothing was written."""
+
+
+class Step(NamedTuple):
+    """One step of preparation done: how many are done, of how many, and what it was."""
+
+    done: int
+    total: int
+    note: str
+
+
+ProgressCallback = Callable[[Step], None]
 
 
 @dataclass(frozen=True)
@@ -133,7 +143,8 @@ def source_for_file(path: str | Path) -> Source:
     path = Path(path).expanduser()
     if path.is_dir() or path.name.lower().endswith((".nii", ".nii.gz")):
         return Source(path)
-    series = next((s for s in dicom.find_series(path.parent) if path.resolve() in {Path(f).resolve() for f in s.files}), None)
+    holds = [s for s in dicom.find_series(path.parent) if path.resolve() in {Path(f).resolve() for f in s.files}]
+    series = holds[0] if holds else None
     if series is None:
         raise StudyInputError(f"{path.name} is neither a NIfTI file nor a slice of a DICOM series in {path.parent}.")
     return Source(path.parent, series.uid)
@@ -225,20 +236,21 @@ def _unused_target(out: Path, overwrite: bool) -> None:
         raise StudyInputError(f"{out} exists and is not empty; pass overwrite (--overwrite) or choose another folder.")
 
 
-def prepare_study(
+def prepare_steps(
     inputs: dict[str, Source],
     out: str | Path,
     case_id: str | None = None,
     template: str | Path | None = None,
     skull_stripped: bool = False,
     overwrite: bool = False,
-    progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> PreparedCase:
-    """Turn four raw sequences into a BraTS-like case folder ``out`` (written at the end, all at once).
+) -> Generator[Step, None, PreparedCase]:
+    """Turn four raw sequences into a BraTS-like case folder ``out``, yielding a :class:`Step` as each is done.
 
+    The folder is written at the end, all at once: a job closed before its last step writes nothing.
     ``skull_stripped`` skips brain extraction for inputs that already are; ``template`` (a BraTS case
-    folder or T1ce file) puts the case on that case's grid by an affine registration.
+    folder or T1ce file) puts the case on that case's grid by an affine registration. ``should_stop``
+    also interrupts a registration under way (raising :class:`Cancelled`).
     """
     sitk = require("SimpleITK", "Preparing a scanner study")
     if not skull_stripped:
@@ -251,21 +263,15 @@ def prepare_study(
     total = 4 + 3 + (0 if skull_stripped else 1) + (1 if template_path else 0) + 1
     done = 0
 
-    def step(what: str, last: bool = False) -> None:
-        nonlocal done
-        if not last and should_stop is not None and should_stop():
-            raise Cancelled("Preparation cancelled; nothing was written.")
-        done += 1
-        if progress is not None:
-            progress(done, total, what)
-
     steps: list[dict[str, Any]] = []
     images: dict[str, sitk.Image] = {}
     sources: dict[str, dict[str, Any]] = {}
     for modality in (REFERENCE, *[m for m in MODALITIES if m != REFERENCE]):
         images[modality], sources[modality] = read_sequence(modality, inputs[modality])
         _check_not_empty(modality, images[modality])
-        step(f"read {MODALITY_TITLES[modality]} ({sources[modality]['kind']}, size {sources[modality]['shape']})")
+        done += 1
+        source = sources[modality]
+        yield Step(done, total, f"read {MODALITY_TITLES[modality]} ({source['kind']}, size {source['shape']})")
     _check_one_patient(sources)
     native = images[REFERENCE]
 
@@ -278,11 +284,13 @@ def prepare_study(
         try:
             transform, run = registration.register(native, images[modality], "rigid", should_stop=should_stop)
         except registration.RegistrationCancelled:
-            raise Cancelled("Preparation cancelled; nothing was written.") from None
+            raise Cancelled(CANCELLED) from None
         to_native[modality] = world_matrix(transform)
         registrations[modality] = run | registration.transform_record(transform) | {
             "seconds": round(time.perf_counter() - start, 2)}
-        step(f"registered {MODALITY_TITLES[modality]} to T1ce ({registrations[modality]['seconds']:.1f} s)")
+        done += 1
+        seconds = registrations[modality]["seconds"]
+        yield Step(done, total, f"registered {MODALITY_TITLES[modality]} to T1ce ({seconds:.1f} s)")
     steps.append({"step": "co-registration", "fixed": REFERENCE, "moving": [m for m in registrations],
                   "transform": "Euler 3-D (rigid)", "settings": registration.SETTINGS, "results": registrations})
 
@@ -295,7 +303,8 @@ def prepare_study(
         volume_ml = float(sitk.GetArrayViewFromImage(mask).sum()) * SPACING_MM**3 / 1000
         steps.append({"step": "brain extraction", **brain.SETTINGS, "version": brain.extractor_version(),
                       "brain_volume_ml": round(volume_ml, 1), "seconds": round(time.perf_counter() - start, 2)})
-        step(f"extracted the brain ({volume_ml:.0f} ml, {steps[-1]['seconds']:.1f} s)")
+        done += 1
+        yield Step(done, total, f"extracted the brain ({volume_ml:.0f} ml, {steps[-1]['seconds']:.1f} s)")
 
     case_to_t1ce = np.eye(4)  # case-grid world -> native T1ce world
     if template_path is not None:
@@ -306,15 +315,17 @@ def prepare_study(
             transform, run = registration.register(fixed, moving, "affine", fixed_mask=fixed > 0,
                                                    should_stop=should_stop)
         except registration.RegistrationCancelled:
-            raise Cancelled("Preparation cancelled; nothing was written.") from None
+            raise Cancelled(CANCELLED) from None
         case_to_t1ce = world_matrix(transform)
         grid = sitk.Image(fixed.GetSize(), sitk.sitkUInt8)
         grid.CopyInformation(fixed)
         steps.append({"step": "template registration", "template": str(template_path), "fixed": "template",
-                      "moving": "brain-extracted t1ce at 1 mm", "transform": "affine", "settings": registration.SETTINGS,
+                      "moving": "brain-extracted t1ce at 1 mm", "transform": "affine",
+                      "settings": registration.SETTINGS,
                       "result": run | registration.transform_record(transform),
                       "seconds": round(time.perf_counter() - start, 2)})
-        step(f"registered the brain to the template ({steps[-1]['seconds']:.1f} s)")
+        done += 1
+        yield Step(done, total, f"registered the brain to the template ({steps[-1]['seconds']:.1f} s)")
 
     volumes = {m: registration.resample(images[m], grid, sitk_transform(to_native[m] @ case_to_t1ce))
                for m in MODALITIES}
@@ -340,9 +351,34 @@ def prepare_study(
             "native_t1ce": f"{case_id}{NATIVE_SUFFIX}",
         },
     }
+    done += 1
+    yield Step(done, total, f"writing {out}")
     _write_case(out, record, volumes, mask, native, overwrite)
-    step(f"wrote {out}", last=True)
     return PreparedCase(out, find_case(out), record)
+
+
+def prepare_study(
+    inputs: dict[str, Source],
+    out: str | Path,
+    case_id: str | None = None,
+    template: str | Path | None = None,
+    skull_stripped: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PreparedCase:
+    """:func:`prepare_steps` run to its end: ``progress`` sees each step; ``should_stop()`` cancels, writing nothing."""
+    job = prepare_steps(inputs, out, case_id, template, skull_stripped, overwrite, should_stop)
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as end:
+            return end.value
+        if progress is not None:
+            progress(step)
+        if step.done < step.total and should_stop is not None and should_stop():
+            job.close()
+            raise Cancelled(CANCELLED)
 
 
 def _write_case(out: Path, record: dict[str, Any], volumes: dict[str, sitk.Image], mask: sitk.Image | None,

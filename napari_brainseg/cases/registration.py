@@ -118,7 +118,7 @@ def isotropic_grid(image: sitk.Image, spacing: float = 1.0) -> sitk.Image:
 def resample(
     image: sitk.Image, grid: sitk.Image, transform: sitk.Transform | None = None, labels: bool = False
 ) -> sitk.Image:
-    """``image`` sampled on ``grid`` through ``transform`` (grid points to image points): linear, or nearest for labels."""
+    """``image`` sampled on ``grid`` through ``transform`` (grid to image points); linear, or nearest for labels."""
     sitk = _sitk()
     transform = transform if transform is not None else sitk.Transform()
     if labels:
