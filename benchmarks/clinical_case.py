@@ -28,15 +28,11 @@ SEQUENCES = {"t1ce": "t1c", "t1": "t1", "t2": "t2", "flair": "flair"}
 
 def reference_on(grid: nib.Nifti1Image, atlas_file: Path, grid_to_native_t1ce: np.ndarray, raw: Path) -> np.ndarray:
     """An atlas-grid reference sampled (nearest) on ``grid``."""
-    atlas = nib.load(atlas_file)
-    to_atlas_voxel = (np.linalg.inv(atlas.affine) @ np.linalg.inv(np.loadtxt(raw / "affine_ref-atlas_flo-t1c.txt"))
-                      @ grid_to_native_t1ce @ grid.affine)
-    ijk = np.indices(grid.shape).reshape(3, -1)
-    voxel = np.rint(to_atlas_voxel[:3, :3] @ ijk + to_atlas_voxel[:3, 3:4]).astype(int)
-    inside = np.all((voxel >= 0) & (voxel < np.array(atlas.shape)[:, None]), axis=0)
-    values = np.zeros(ijk.shape[1], dtype=np.uint8)
-    values[inside] = np.asarray(atlas.dataobj)[tuple(voxel[:, inside])]
-    return values.reshape(grid.shape)
+    from napari_brainseg.cases.geometry import sample_nearest
+
+    atlas_to_t1ce = np.loadtxt(raw / "affine_ref-atlas_flo-t1c.txt")
+    to_atlas = np.linalg.inv(atlas_to_t1ce) @ grid_to_native_t1ce
+    return sample_nearest(nib.load(atlas_file), grid.shape, grid.affine, to_atlas)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

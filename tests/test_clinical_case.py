@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from napari_brainseg.cases.geometry import sample_nearest
 from napari_brainseg.cases.prepare import Source, labels_to_native, parse_inputs, prepare_study, read_sequence
 from napari_brainseg.labels import regions_from_labels
 
@@ -41,15 +42,9 @@ def prepared(raw_dir, tmp_path_factory):
 
 def atlas_to(grid: nib.Nifti1Image, atlas_file: Path, grid_to_native_t1ce: np.ndarray, raw_dir: Path) -> np.ndarray:
     """A reference volume on the atlas grid, sampled (nearest) on ``grid`` through the README's affine."""
-    atlas = nib.load(atlas_file)
     atlas_to_t1ce = np.loadtxt(raw_dir / "affine_ref-atlas_flo-t1c.txt")
-    to_atlas_voxel = np.linalg.inv(atlas.affine) @ np.linalg.inv(atlas_to_t1ce) @ grid_to_native_t1ce @ grid.affine
-    ijk = np.indices(grid.shape).reshape(3, -1)
-    voxel = np.rint(to_atlas_voxel[:3, :3] @ ijk + to_atlas_voxel[:3, 3:4]).astype(int)
-    inside = np.all((voxel >= 0) & (voxel < np.array(atlas.shape)[:, None]), axis=0)
-    values = np.zeros(ijk.shape[1], dtype=np.uint8)
-    values[inside] = np.asarray(atlas.dataobj)[tuple(voxel[:, inside])]
-    return values.reshape(grid.shape)
+    return sample_nearest(nib.load(atlas_file), grid.shape, grid.affine,
+                          np.linalg.inv(atlas_to_t1ce) @ grid_to_native_t1ce).astype(np.uint8)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

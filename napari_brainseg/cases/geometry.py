@@ -73,3 +73,22 @@ def sitk_transform(matrix: np.ndarray) -> sitk.AffineTransform:
     transform.SetMatrix(lps[:3, :3].ravel().tolist())
     transform.SetTranslation(lps[:3, 3].tolist())
     return transform
+
+
+def sample_nearest(
+    volume: nib.Nifti1Image, shape: tuple[int, ...], affine: np.ndarray, to_volume_world: np.ndarray | None = None
+) -> np.ndarray:
+    """``volume``'s voxels (nearest neighbour, 0 outside) on the grid (``shape``, ``affine``).
+
+    ``to_volume_world`` maps the grid's world points to the same anatomy in ``volume``'s world (RAS 4 x 4;
+    identity when both lie in one world).
+    """
+    matrix = np.eye(4) if to_volume_world is None else np.asarray(to_volume_world, dtype=float)
+    to_voxel = np.linalg.inv(volume.affine) @ matrix @ np.asarray(affine, dtype=float)
+    grid = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    voxel = np.rint(to_voxel[:3, :3].astype(np.float32) @ grid + to_voxel[:3, 3:4]).astype(np.intp)
+    inside = np.all((voxel >= 0) & (voxel < np.array(volume.shape[:3])[:, None]), axis=0)
+    data = np.asarray(volume.dataobj)
+    values = np.zeros(grid.shape[1], dtype=data.dtype)
+    values[inside] = data[tuple(voxel[:, inside])]
+    return values.reshape(shape)

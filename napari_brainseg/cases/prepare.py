@@ -39,7 +39,7 @@ import numpy as np
 from ..io import MODALITIES, MODALITY_TITLES, SUFFIXES_2018, SUFFIXES_2023, CaseFiles, find_case, read_array, read_nifti
 from . import brain, dicom, registration
 from .errors import StudyInputError, require
-from .geometry import from_nifti, nifti_affine, sitk_transform, to_nifti, world_matrix
+from .geometry import from_nifti, nifti_affine, sample_nearest, sitk_transform, to_nifti, world_matrix
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -360,15 +360,13 @@ def prepare_steps(
 def prepare_study(
     inputs: dict[str, Source],
     out: str | Path,
-    case_id: str | None = None,
-    template: str | Path | None = None,
-    skull_stripped: bool = False,
-    overwrite: bool = False,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    **options: Any,
 ) -> PreparedCase:
-    """:func:`prepare_steps` run to its end: ``progress`` sees each step; ``should_stop()`` cancels, writing nothing."""
-    job = prepare_steps(inputs, out, case_id, template, skull_stripped, overwrite, should_stop)
+    """:func:`prepare_steps` (``options`` are its keywords) run to its end: ``progress`` sees each step;
+    ``should_stop()`` cancels, writing nothing."""
+    job = prepare_steps(inputs, out, should_stop=should_stop, **options)
     while True:
         try:
             step = next(job)
@@ -430,22 +428,15 @@ def read_record(case: str | Path) -> dict[str, Any]:
 def labels_to_native(labels: nib.Nifti1Image, record: dict[str, Any]) -> nib.Nifti1Image:
     """A label map of a prepared case, on the native T1ce's grid with its affine (nearest neighbour)."""
     case = record["case_grid"]
-    case_affine = np.array(case["affine_ras"])
-    if tuple(labels.shape) != tuple(case["shape"]) or not np.allclose(labels.affine, case_affine, atol=1e-3):
+    if tuple(labels.shape) != tuple(case["shape"]) or not np.allclose(labels.affine, case["affine_ras"], atol=1e-3):
         raise StudyInputError(
             f"The label map (shape {labels.shape}) is not on the prepared case's grid {tuple(case['shape'])}; "
             "map back the labels made for this case."
         )
     native = record["native_t1ce"]
     native_affine = np.array(native["affine_ras"])
-    to_case_voxel = np.linalg.inv(case_affine) @ np.array(record["native_to_case_ras"]) @ native_affine
-    grid = np.indices(native["shape"], dtype=np.float32).reshape(3, -1)
-    voxel = np.rint(to_case_voxel[:3, :3].astype(np.float32) @ grid + to_case_voxel[:3, 3:4]).astype(np.intp)
-    inside = np.all((voxel >= 0) & (voxel < np.array(case["shape"])[:, None]), axis=0)
-    data = np.asarray(labels.dataobj).astype(np.uint8)
-    values = np.zeros(grid.shape[1], dtype=np.uint8)
-    values[inside] = data[tuple(voxel[:, inside])]
-    result = nib.Nifti1Image(values.reshape(native["shape"]), native_affine)
+    data = sample_nearest(labels, tuple(native["shape"]), native_affine, np.array(record["native_to_case_ras"]))
+    result = nib.Nifti1Image(data.astype(np.uint8), native_affine)
     result.set_qform(native_affine, 1)
     result.set_sform(native_affine, 1)
     return result
