@@ -242,7 +242,7 @@ def predict_study(args: argparse.Namespace) -> int:
     case_id = args.case_id or default_case_id(parse_inputs(args.cases))
     args.case_id = case_id
     folder = Path(args.output_dir).expanduser() / case_id
-    case = prepare_from_args(args, folder)
+    case = prepare_from_args(args.cases, args, folder)
     loaded = load_case(case.files, with_seg=False)
     from .inference import select_device
     from .model import load_model

@@ -72,11 +72,11 @@ def _list_series(folder: Path) -> int:
     return 0
 
 
-def prepare_from_args(args: argparse.Namespace, out: Path) -> PreparedCase:
-    """Run :func:`~.prepare.prepare_study` with the shared options; progress on stderr."""
+def prepare_from_args(specs: list[str], args: argparse.Namespace, out: Path) -> PreparedCase:
+    """Run :func:`~.prepare.prepare_study` on the ``NAME=PATH`` ``specs`` with the shared options; progress on stderr."""
     from .prepare import parse_inputs, prepare_study
 
-    inputs = parse_inputs(args.inputs)
+    inputs = parse_inputs(specs)
     start = time.perf_counter()
     case = prepare_study(inputs, out, case_id=args.case_id, template=args.template,
                          skull_stripped=args.skull_stripped, overwrite=args.overwrite, progress=print_progress)
@@ -89,5 +89,5 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return _list_series(Path(args.inputs[0]))
     if args.out is None:
         raise ValueError("Give the case folder to write with --out CASE_DIR.")
-    prepare_from_args(args, Path(args.out))
+    prepare_from_args(args.inputs, args, Path(args.out))
     return 0
