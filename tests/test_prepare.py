@@ -248,3 +248,31 @@ def test_series_of_two_patients_are_refused_and_nothing_is_written(study, tmp_pa
     with pytest.raises(StudyInputError, match="different patients"):
         prepare_study(inputs, tmp_path / "P01", skull_stripped=True)
     assert not (tmp_path / "P01").exists()
+
+
+# --- command line --------------------------------------------------------------------------------------------
+
+
+def test_the_prepare_command_writes_a_case_folder(study, tmp_path, capsys):
+    from napari_brainseg.__main__ import main
+
+    assert main(["prepare", *specs(study), "--out", str(tmp_path / "P01"), "--skull-stripped"]) == 0
+    assert load_case(tmp_path / "P01").case_id == "P01"
+    assert "[7/7] writing" in capsys.readouterr().err
+
+
+def test_the_prepare_command_lists_the_series_of_a_dicom_folder(study, tmp_path, capsys):
+    from napari_brainseg.__main__ import main
+
+    write_dicom_series(nifti_as_sitk(study["flair"]), tmp_path / "exam" / "5", description="AX FLAIR")
+    write_dicom_series(nifti_as_sitk(study["t2"]), tmp_path / "exam" / "2", description="AX T2 TSE")
+    assert main(["prepare", str(tmp_path / "exam")]) == 0
+    listing = capsys.readouterr().out
+    assert "#1: 'AX T2 TSE'" in listing and "#2: 'AX FLAIR'" in listing
+
+
+def test_predict_prepare_needs_an_output_folder(study, tmp_path, capsys):
+    from napari_brainseg.__main__ import main
+
+    assert main(["predict", "--prepare", *specs(study), "--output", str(tmp_path / "x.nii.gz")]) == 1
+    assert "--output-dir" in capsys.readouterr().err

@@ -73,7 +73,7 @@ def _list_series(folder: Path) -> int:
 
 
 def prepare_from_args(specs: list[str], args: argparse.Namespace, out: Path) -> PreparedCase:
-    """Run :func:`~.prepare.prepare_study` on the ``NAME=PATH`` ``specs`` with the shared options; progress on stderr."""
+    """:func:`~.prepare.prepare_study` of the ``NAME=PATH`` ``specs`` with the shared options; progress on stderr."""
     from .prepare import parse_inputs, prepare_study
 
     inputs = parse_inputs(specs)
