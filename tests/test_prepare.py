@@ -112,7 +112,7 @@ def test_a_prepared_study_is_a_brats_case_at_1_mm_with_its_sidecar(study, tmp_pa
     assert loaded.case_id == "P01"
     assert loaded.image.shape == (4, 32, 48, 40)
     assert loaded.spacing == pytest.approx((1.0, 1.0, 1.0))
-    assert [s.done for s in steps] == list(range(1, 8)) and {s.total for s in steps} == {7}
+    assert [s.done for s in steps] == list(range(1, 9)) and {s.total for s in steps} == {8}
     assert steps[-1].note.startswith("writing ")
     record = read_record(case.folder)
     assert record == json.loads((tmp_path / "P01" / "P01_prepare.json").read_text())
@@ -258,7 +258,7 @@ def test_the_prepare_command_writes_a_case_folder(study, tmp_path, capsys):
 
     assert main(["prepare", *specs(study), "--out", str(tmp_path / "P01"), "--skull-stripped"]) == 0
     assert load_case(tmp_path / "P01").case_id == "P01"
-    assert "[7/7] writing" in capsys.readouterr().err
+    assert "[8/8] writing" in capsys.readouterr().err
 
 
 def test_the_prepare_command_lists_the_series_of_a_dicom_folder(study, tmp_path, capsys):
