@@ -82,5 +82,5 @@ def test_a_missing_sequence_is_reported_before_anything_runs(make_napari_viewer_
     widget.skull_stripped.value = True
     widget.run()
     assert widget.worker is None
-    assert widget.status.is_error and widget.status.value.startswith("Missing sequence: T1, T2, FLAIR")
+    assert widget.status.is_error and widget.status.value.startswith("Missing sequence: FLAIR, T1, T2")
     assert not (tmp_path / "P01").exists()
