@@ -16,8 +16,14 @@ from test_prepare import study  # noqa: E402,F401 -- the synthetic study fixture
 JOB_TIMEOUT_MS = 300_000
 
 
+def docked(viewer, widget):
+    """``widget`` docked in the viewer's window, so that it closes with the viewer."""
+    viewer.window.add_dock_widget(widget)
+    return widget
+
+
 def prepare_in(viewer, qtbot, study, folder) -> PrepareWidget:  # noqa: F811
-    widget = PrepareWidget(viewer)
+    widget = docked(viewer, PrepareWidget(viewer))
     for modality, path in study.items():
         widget.files[modality].value = path
     widget.out.value = folder
@@ -35,7 +41,7 @@ def test_a_prepared_study_opens_segments_and_shows_on_the_native_t1ce(
     assert [layer.name for layer in viewer.layers] == ["FLAIR", "T1", "T1ce", "T2"]
     assert widget.status.value.startswith("Prepared P01")
 
-    segment = SegmentWidget(viewer)
+    segment = docked(viewer, SegmentWidget(viewer))
     segment.checkpoint.value = tiny_checkpoint
     segment.run()
     qtbot.waitUntil(lambda: segment.worker is None, timeout=JOB_TIMEOUT_MS)
@@ -61,7 +67,7 @@ def test_a_prepared_study_opens_segments_and_shows_on_the_native_t1ce(
 
 def test_cancelling_writes_no_case_folder(make_napari_viewer_proxy, qtbot, study, tmp_path):  # noqa: F811
     viewer = make_napari_viewer_proxy()
-    widget = PrepareWidget(viewer)
+    widget = docked(viewer, PrepareWidget(viewer))
     for modality, path in study.items():
         widget.files[modality].value = path
     widget.out.value = tmp_path / "P01"
@@ -76,7 +82,7 @@ def test_cancelling_writes_no_case_folder(make_napari_viewer_proxy, qtbot, study
 
 def test_a_missing_sequence_is_reported_before_anything_runs(make_napari_viewer_proxy, study, tmp_path):  # noqa: F811
     viewer = make_napari_viewer_proxy()
-    widget = PrepareWidget(viewer)
+    widget = docked(viewer, PrepareWidget(viewer))
     widget.files["t1ce"].value = study["t1ce"]
     widget.out.value = tmp_path / "P01"
     widget.skull_stripped.value = True
