@@ -16,6 +16,7 @@ from napari_brainseg.cases import prepare
 from napari_brainseg.cases.errors import CLINICAL_INSTALL, ClinicalExtraMissing, StudyInputError
 from napari_brainseg.cases.prepare import Source, labels_to_native, parse_inputs, prepare_study, read_record
 from napari_brainseg.io import MODALITIES, load_case
+from napari_brainseg.jobs import Cancelled
 from napari_brainseg.synthetic import synthetic_case
 
 sitk = pytest.importorskip("SimpleITK")
@@ -153,7 +154,7 @@ def test_a_non_empty_output_folder_is_not_replaced_without_overwrite(study, tmp_
 
 
 def test_cancelling_stops_before_anything_is_written(study, tmp_path):
-    with pytest.raises(prepare.Cancelled):
+    with pytest.raises(Cancelled):
         prepare_study(parse_inputs(specs(study)), tmp_path / "P01", skull_stripped=True, should_stop=lambda: True)
     assert list(tmp_path.iterdir()) == [tmp_path / "scanner"]
 

@@ -8,40 +8,24 @@ label map back onto the T1ce as the scanner wrote it.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, ProgressBar, PushButton
 
-from ..cases.prepare import (
-    Cancelled,
-    PreparedCase,
-    Step,
-    check_complete,
-    labels_to_native,
-    prepare_steps,
-    source_for_file,
-)
+from ..cases.prepare import PreparedCase, check_complete, labels_to_native, prepare_study, source_for_file
 from ..io import MODALITY_TITLES, BratsInputError, load_case, load_volume
+from ..jobs import Progress
 from ..layers import CaseContext, brainseg_metadata, case_layers, image_layer_data, labels_layer_data
-from . import LabelsLayerPicker, RunsInBackground, Status, add_layers
+from . import LabelsLayerPicker, Status, add_layers
+from ._worker import RunsInBackground
 
 if TYPE_CHECKING:
     import napari
 
 STUDY_FILTER = "NIfTI or DICOM (*.nii *.nii.gz *.dcm *.IMA *)"
 ORDER = ("t1ce", "t1", "t2", "flair")
-
-
-def _prepare_unless_cancelled(*args, **kwargs) -> Generator[Step, None, PreparedCase | None]:
-    """:func:`prepare_steps`, returning ``None`` when cancelled within a registration."""
-    try:
-        return (yield from prepare_steps(*args, **kwargs))
-    except Cancelled:
-        return None
 
 
 class PrepareWidget(RunsInBackground, Container):
@@ -78,7 +62,7 @@ class PrepareWidget(RunsInBackground, Container):
 
     def run(self) -> None:
         """Prepare the chosen study in the background; the case opens in the viewer when it is ready."""
-        if self.worker is not None:
+        if self.job is not None:
             return
         try:
             inputs = {m: source_for_file(edit.value) for m, edit in self.files.items() if edit.value is not None}
@@ -88,34 +72,18 @@ class PrepareWidget(RunsInBackground, Container):
         except BratsInputError as err:
             self.status.error(err)
             return
-        from napari.qt.threading import create_worker
+        out, template, stripped = Path(self.out.value), self.template.value, self.skull_stripped.value
 
-        out = Path(self.out.value)
-        self._stop = threading.Event()
-        worker = create_worker(
-            _prepare_unless_cancelled, inputs, out, template=self.template.value,
-            skull_stripped=self.skull_stripped.value, should_stop=self._stop.is_set, _start_thread=False,
-        )
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_prepared)
-        worker.aborted.connect(lambda: self.status.info(self.CANCELLED))
-        self.status.info(f"Preparing {out.name}\u2026")
-        self._run_worker(worker)
+        def work(progress, should_stop) -> PreparedCase:
+            return prepare_study(inputs, out, progress, should_stop, template=template, skull_stripped=stripped)
 
-    def cancel(self) -> None:
-        """Stop preparing at the next step (or within a registration); no case folder is written."""
-        self._stop.set()
-        if self.worker is not None:
-            self.worker.quit()
+        self.run_job(work, self._on_prepared, f"Preparing {out.name}\u2026")
 
-    def _on_progress(self, step: Step) -> None:
-        self.progress.max, self.progress.value = step.total, step.done
-        self.status.info(step.note)
+    def on_progress(self, progress: Progress) -> None:
+        super().on_progress(progress)
+        self.status.info(progress.note)
 
-    def _on_prepared(self, case: PreparedCase | None) -> None:
-        if case is None:
-            self.status.info(self.CANCELLED)
-            return
+    def _on_prepared(self, case: PreparedCase) -> None:
         self.prepared = case
         add_layers(self._viewer, case_layers(load_case(case.files, with_seg=False)))
         self.status.info(

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from .errors import CLINICAL_INSTALL
 
 if TYPE_CHECKING:
-    from .prepare import PreparedCase, Step
+    from ..jobs import Progress
+    from .prepare import PreparedCase
 
 INPUT_HELP = (
     "each sequence as NAME=PATH, NAME one of t1ce, t1, t2, flair (or t1c, t1n, t2w, t2f); PATH a NIfTI file named "
@@ -55,7 +56,7 @@ def add_prepare_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prepare, interrupted="error: interrupted; the case folder was not written.")
 
 
-def print_progress(step: Step) -> None:
+def print_progress(step: Progress) -> None:
     """One line a step on stderr."""
     print(f"[{step.done}/{step.total}] {step.note}", file=sys.stderr, flush=True)
 

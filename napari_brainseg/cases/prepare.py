@@ -31,11 +31,12 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 
+from ..jobs import Progress, ProgressCallback, drive
 from ..io import MODALITIES, MODALITY_TITLES, SUFFIXES_2018, SUFFIXES_2023, CaseFiles, find_case, read_array, read_nifti
 from . import brain, dicom, registration
 from .errors import StudyInputError, require
@@ -44,7 +45,6 @@ from .geometry import from_nifti, nifti_affine, sample_nearest, sitk_transform, 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-CANCELLED = "Preparation cancelled; nothing was written."
 
 REFERENCE = "t1ce"
 """The sequence the others are registered to, and whose frame (or native grid) the case lies on."""
@@ -65,19 +65,8 @@ _NAMES = {
 """Names accepted for each sequence in ``NAME=PATH`` (BraTS 2018 and 2023 spellings)."""
 
 
-class Cancelled(Exception):
-    """Preparation was stopped on request; nothing was written."""
-
-
-class Step(NamedTuple):
-    """One step of preparation done: how many are done, of how many, and what it was."""
-
-    done: int
-    total: int
-    note: str
-
-
-ProgressCallback = Callable[[Step], None]
+STAGE = "prepare"
+"""The stage name of every :class:`~napari_brainseg.jobs.Progress` that preparing reports."""
 
 
 @dataclass(frozen=True)
@@ -244,13 +233,13 @@ def prepare_steps(
     skull_stripped: bool = False,
     overwrite: bool = False,
     should_stop: Callable[[], bool] | None = None,
-) -> Generator[Step, None, PreparedCase]:
-    """Turn four raw sequences into a BraTS-like case folder ``out``, yielding a :class:`Step` as each is done.
+) -> Generator[Progress, None, PreparedCase]:
+    """Turn four raw sequences into a BraTS-like case folder ``out``, yielding a ``Progress`` as each step is done.
 
     The folder is written at the end, all at once: a job closed before its last step writes nothing.
     ``skull_stripped`` skips brain extraction for inputs that already are; ``template`` (a BraTS case
     folder or T1ce file) puts the case on that case's grid by an affine registration. ``should_stop``
-    also interrupts a registration under way (raising :class:`Cancelled`).
+    also interrupts a registration under way (raising :class:`~napari_brainseg.jobs.Cancelled`).
     """
     sitk = require("SimpleITK", "Preparing a scanner study")
     if not skull_stripped:
@@ -263,15 +252,19 @@ def prepare_steps(
     total = 4 + 3 + (0 if skull_stripped else 1) + (1 if template_path else 0) + 1
     done = 0
 
+    def step(note: str) -> Progress:
+        nonlocal done
+        done += 1
+        return Progress(STAGE, done, total, note=note)
+
     steps: list[dict[str, Any]] = []
     images: dict[str, sitk.Image] = {}
     sources: dict[str, dict[str, Any]] = {}
     for modality in (REFERENCE, *[m for m in MODALITIES if m != REFERENCE]):
         images[modality], sources[modality] = read_sequence(modality, inputs[modality])
         _check_not_empty(modality, images[modality])
-        done += 1
         source = sources[modality]
-        yield Step(done, total, f"read {MODALITY_TITLES[modality]} ({source['kind']}, size {source['shape']})")
+        yield step(f"read {MODALITY_TITLES[modality]} ({source['kind']}, size {source['shape']})")
     _check_one_patient(sources)
     native = images[REFERENCE]
 
@@ -281,16 +274,12 @@ def prepare_steps(
         if modality == REFERENCE:
             continue
         start = time.perf_counter()
-        try:
-            transform, run = registration.register(native, images[modality], "rigid", should_stop=should_stop)
-        except registration.RegistrationCancelled:
-            raise Cancelled(CANCELLED) from None
+        transform, run = registration.register(native, images[modality], "rigid", should_stop=should_stop)
         to_native[modality] = world_matrix(transform)
         registrations[modality] = run | registration.transform_record(transform) | {
             "seconds": round(time.perf_counter() - start, 2)}
-        done += 1
         seconds = registrations[modality]["seconds"]
-        yield Step(done, total, f"registered {MODALITY_TITLES[modality]} to T1ce ({seconds:.1f} s)")
+        yield step(f"registered {MODALITY_TITLES[modality]} to T1ce ({seconds:.1f} s)")
     steps.append({"step": "co-registration", "fixed": REFERENCE, "moving": [m for m in registrations],
                   "transform": "Euler 3-D (rigid)", "settings": registration.SETTINGS, "results": registrations})
 
@@ -303,19 +292,14 @@ def prepare_steps(
         volume_ml = float(sitk.GetArrayViewFromImage(mask).sum()) * SPACING_MM**3 / 1000
         steps.append({"step": "brain extraction", **brain.SETTINGS, "version": brain.extractor_version(),
                       "brain_volume_ml": round(volume_ml, 1), "seconds": round(time.perf_counter() - start, 2)})
-        done += 1
-        yield Step(done, total, f"extracted the brain ({volume_ml:.0f} ml, {steps[-1]['seconds']:.1f} s)")
+        yield step(f"extracted the brain ({volume_ml:.0f} ml, {steps[-1]['seconds']:.1f} s)")
 
     case_to_t1ce = np.eye(4)  # case-grid world -> native T1ce world
     if template_path is not None:
         start = time.perf_counter()
         fixed, _ = _read_nifti(template_path)
         moving = t1ce_1mm if mask is None else sitk.Mask(t1ce_1mm, mask)
-        try:
-            transform, run = registration.register(fixed, moving, "affine", fixed_mask=fixed > 0,
-                                                   should_stop=should_stop)
-        except registration.RegistrationCancelled:
-            raise Cancelled(CANCELLED) from None
+        transform, run = registration.register(fixed, moving, "affine", fixed_mask=fixed > 0, should_stop=should_stop)
         case_to_t1ce = world_matrix(transform)
         grid = sitk.Image(fixed.GetSize(), sitk.sitkUInt8)
         grid.CopyInformation(fixed)
@@ -324,8 +308,7 @@ def prepare_steps(
                       "settings": registration.SETTINGS,
                       "result": run | registration.transform_record(transform),
                       "seconds": round(time.perf_counter() - start, 2)})
-        done += 1
-        yield Step(done, total, f"registered the brain to the template ({steps[-1]['seconds']:.1f} s)")
+        yield step(f"registered the brain to the template ({steps[-1]['seconds']:.1f} s)")
 
     volumes = {m: registration.resample(images[m], grid, sitk_transform(to_native[m] @ case_to_t1ce))
                for m in MODALITIES}
@@ -351,8 +334,7 @@ def prepare_steps(
             "native_t1ce": f"{case_id}{NATIVE_SUFFIX}",
         },
     }
-    done += 1
-    yield Step(done, total, f"writing {out}")
+    yield step(f"writing {out}")
     _write_case(out, record, volumes, mask, native, overwrite)
     return PreparedCase(out, find_case(out), record)
 
@@ -365,18 +347,8 @@ def prepare_study(
     **options: Any,
 ) -> PreparedCase:
     """:func:`prepare_steps` (``options`` are its keywords) run to its end: ``progress`` sees each step;
-    ``should_stop()`` cancels, writing nothing."""
-    job = prepare_steps(inputs, out, should_stop=should_stop, **options)
-    while True:
-        try:
-            step = next(job)
-        except StopIteration as end:
-            return end.value
-        if progress is not None:
-            progress(step)
-        if step.done < step.total and should_stop is not None and should_stop():
-            job.close()
-            raise Cancelled(CANCELLED)
+    ``should_stop()`` cancels (:class:`~napari_brainseg.jobs.Cancelled`), writing nothing."""
+    return drive(prepare_steps(inputs, out, should_stop=should_stop, **options), progress, should_stop)
 
 
 def _write_case(out: Path, record: dict[str, Any], volumes: dict[str, sitk.Image], mask: sitk.Image | None,

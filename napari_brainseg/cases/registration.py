@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..jobs import Cancelled
 from .errors import require
 from .geometry import world_matrix
 
@@ -43,10 +44,6 @@ SETTINGS: dict[str, Any] = {
     "interpolator": "linear",
 }
 """Every parameter of :func:`register`, as recorded in a prepared case's sidecar."""
-
-
-class RegistrationCancelled(Exception):
-    """The caller asked to stop while a registration ran."""
 
 
 def _sitk() -> Any:
@@ -90,7 +87,7 @@ def register(
         method.AddCommand(sitk.sitkIterationEvent, lambda: method.Abort() if should_stop() else None)
     transform = method.Execute(fixed, moving)
     if should_stop is not None and should_stop():
-        raise RegistrationCancelled()
+        raise Cancelled("Stopped on request during a registration.")
     record = {
         "kind": kind,
         "metric_value": float(method.GetMetricValue()),
