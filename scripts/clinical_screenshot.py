@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = REPO.parent / "shared" / "data" / "clinical" / "TCGA-FG-6692"
@@ -48,10 +49,13 @@ def main() -> int:
     widget.prepared = PreparedCase.open(case_dir)
     for data, kwargs, kind in case_layers(load_case(widget.prepared.files)):
         viewer.add_layer(napari.layers.Layer.create(data, kwargs, kind))
+    viewer.layers[-1].name = f"{widget.prepared.files.case_id} segmentation"  # predict's labels, read from file
     widget.labels.value = viewer.layers[-1]
     widget.show_native()
     labels = viewer.layers[-1]
-    z = int(np.argmax(np.count_nonzero(labels.data, axis=(1, 2))))
+    components, _ = ndimage.label(labels.data > 0)
+    largest = components == np.argmax(np.bincount(components[components > 0]))
+    z = int(np.argmax(np.count_nonzero(largest, axis=(1, 2))))  # the largest tumour's widest slice
     viewer.dims.set_point(0, labels.data_to_world((z, 0, 0))[0])
     viewer.reset_view()
     args.out.parent.mkdir(parents=True, exist_ok=True)
