@@ -74,9 +74,10 @@ def test_endpoints_are_voxel_coordinates_on_the_measured_slice():
 
 def test_a_lesion_long_in_one_direction_only_is_not_measurable():
     """RANO: both diameters must reach 10 mm; 25 x 6 mm is not measurable, 12 x 11 mm is."""
-    thin = ellipse((3, 40, 40), (20, 20), a=12, b=2.5, slices=[1])  # 25 x 6 voxels of 1 mm
+    thin = ellipse((3, 40, 40), (20, 20.5), a=12.5, b=3, slices=[1])  # rows 8-32, columns 18-23: 25 x 6 voxels
     measure = rano_diameters(thin, spacing=(1, 1, 1))
-    assert measure.longest_mm == pytest.approx(25, abs=0.5) and measure.perpendicular_mm == pytest.approx(6, abs=0.5)
+    assert measure.longest_mm == pytest.approx(25, abs=0.5)
+    assert measure.perpendicular_mm == pytest.approx(6, abs=0.5)
     assert not measure.measurable
     squat = ellipse((3, 40, 40), (20, 20), a=5.5, b=5, slices=[1])  # 12 x 11 voxels
     assert rano_diameters(squat, spacing=(1, 1, 1)).measurable
