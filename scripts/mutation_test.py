@@ -258,13 +258,16 @@ def run_tests(root: Path, tests: tuple[str, ...], timeout: float, log: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-k", "--match", default="", help="only mutants whose name contains this text")
+    parser.add_argument("-k", "--match", action="append", default=[],
+                        help="only mutants whose name contains this text (repeat for several)")
+    parser.add_argument("--exclude", action="append", default=[], help="leave out mutants whose name contains this")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per mutant's test run")
     parser.add_argument("--skip-baseline", action="store_true",
                         help="do not first check that the unmutated tests pass (when you have just run them)")
     args = parser.parse_args(argv)
-    chosen = sorted((m for m in MUTANTS if args.match in m.name), key=lambda m: m.name not in ISSUE_20)
+    chosen = sorted((m for m in MUTANTS if (not args.match or any(text in m.name for text in args.match))
+                     and not any(text in m.name for text in args.exclude)), key=lambda m: m.name not in ISSUE_20)
     if args.list:
         print("\n".join(f"{m.name}  [{m.module}]" for m in chosen))
         return 0
