@@ -46,6 +46,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "napari_brainseg/labels.py": ("tests/test_labels.py", "tests/test_inference_values.py"),
     "napari_brainseg/export.py": ("tests/test_export.py", "tests/test_manifest.py"),
     "napari_brainseg/io.py": ("tests/test_io.py", "tests/test_export.py"),
+    "napari_brainseg/atomic.py": ("tests/test_atomic.py", "tests/test_export.py"),
     "napari_brainseg/measure.py": ("tests/test_measure.py",),
     "napari_brainseg/diff.py": ("tests/test_diff.py", "tests/test_export.py"),
     "training/evaluate.py": ("tests/test_evaluate.py", *(f"tests/test_training.py::test_{name}" for name in (
@@ -57,10 +58,12 @@ TESTS: dict[str, tuple[str, ...]] = {
 INF, LAB = "napari_brainseg/inference.py", "napari_brainseg/labels.py"
 EXP, IO = "napari_brainseg/export.py", "napari_brainseg/io.py"
 MEA, DIF, EVA = "napari_brainseg/measure.py", "napari_brainseg/diff.py", "training/evaluate.py"
+ATO = "napari_brainseg/atomic.py"
 
 MUTANTS: list[Mutant] = [
     # --- inference: the issue's list
-    Mutant("inference: threshold 0.3", INF, "threshold: float = 0.5,", "threshold: float = 0.3,"),
+    Mutant("inference: threshold 0.3", INF, "tta: bool = False,\n    threshold: float = 0.5,",
+           "tta: bool = False,\n    threshold: float = 0.3,"),
     Mutant("inference: channels decoded in reverse", INF,
            "labels_from_regions((probabilities > threshold) & brain)",
            "labels_from_regions(((probabilities > threshold) & brain)[::-1])"),
@@ -131,8 +134,9 @@ MUTANTS: list[Mutant] = [
            '        prediction = _validated(prediction, geometry, "model\'s prediction")\n', ""),
     Mutant("export: untouched counts as changed by hand", EXP, 'corrections["changed_voxels"] > 0',
            'corrections["changed_voxels"] >= 0'),
-    Mutant("export: a read-only file system is not a permission problem", EXP,
-           "_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}", "_NO_PERMISSION = {errno.EACCES, errno.EPERM}"),
+    Mutant("atomic: a read-only file system is not a permission problem", ATO,
+           "NO_PERMISSION = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})",
+           "NO_PERMISSION = frozenset({errno.EACCES, errno.EPERM})"),
     Mutant("export: a failed first export leaves its case folder", EXP,
            "if folder is None and created_case_dir:", "if folder is None and not created_case_dir:"),
     Mutant("export: compressed sources compressed again", EXP, 'if source.name.lower().endswith(".gz"):',
