@@ -142,10 +142,10 @@ def test_a_new_version_follows_the_highest_even_with_gaps_and_training_takes_it(
 
 
 def test_version_numbers_past_999_still_count_up(case, dataset):
-    (dataset / CASE_ID / "v999").mkdir(parents=True)
+    export_correction(dataset, case.files, case.geometry, case.seg).folder.rename(dataset / CASE_ID / "v999")
     assert export_correction(dataset, case.files, case.geometry, case.seg).folder.name == "v1000"
+    assert [f.folder.name for f in discover_cases([dataset])] == ["v1000"], "1000 is newer than 999"
     assert export_correction(dataset, case.files, case.geometry, case.seg).folder.name == "v1001"
-    assert [f.folder.name for f in discover_cases([dataset])] == ["v1001"]
 
 
 def test_an_export_that_loses_the_race_for_a_version_number_takes_the_next(case, dataset, monkeypatch):

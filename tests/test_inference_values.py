@@ -72,6 +72,7 @@ LAYOUT: list[tuple[tuple[slice, slice, slice], str]] = [
     ((slice(10, 12), slice(19, 21), slice(18, 20)), "oedema"),
 ]
 SMALL_COMPONENT = (slice(10, 12), slice(19, 21), slice(18, 20))
+MEDIUM_COMPONENT = (slice(5, 10), slice(12, 17), slice(18, 20))
 
 
 def coded_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,13 +217,15 @@ def test_each_label_is_where_the_layout_puts_it(segment_with, case):
     assert not labels[:, :, :6].any() and not labels[:, :9].any(), "nothing off the brain"
 
 
-def test_the_clean_up_can_be_switched_off(segment_with, case):
+@pytest.mark.parametrize("fraction, small, medium", [(0, 2, 1), (0.2, 0, 0)], ids=["off", "20 %"])
+def test_the_clean_up_drops_what_is_under_the_callers_fraction(segment_with, case, fraction, small, medium):
+    """0 keeps the 2 % component; 20 % of the largest drops the 13 % one as well."""
     image, _, expected, codes = case
-    labels = segment_with(StubNetwork(codes), image, min_component_fraction=0).labels
-    assert (labels[SMALL_COMPONENT] == 2).all()
-    outside = np.ones(SHAPE, dtype=bool)
-    outside[SMALL_COMPONENT] = False
-    np.testing.assert_array_equal(labels[outside], expected[outside])
+    labels = segment_with(StubNetwork(codes), image, min_component_fraction=fraction).labels
+    assert (labels[SMALL_COMPONENT] == small).all() and (labels[MEDIUM_COMPONENT] == medium).all()
+    elsewhere = np.ones(SHAPE, dtype=bool)
+    elsewhere[SMALL_COMPONENT] = elsewhere[MEDIUM_COMPONENT] = False
+    np.testing.assert_array_equal(labels[elsewhere], expected[elsewhere])
 
 
 @pytest.mark.parametrize("threshold, wt_slab", [(0.4, 2), (0.6, 0)])
