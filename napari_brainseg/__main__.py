@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .atomic import NO_SPACE, atomic_path, write_problem
-from .training.cli import DEVICE_CHOICES, MODEL_HELP, add_training_commands
+from .devices import DEVICES
+from .training.cli import MODEL_HELP, add_training_commands
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -54,10 +55,6 @@ DESCRIPTION = (
     "'napari-brainseg COMMAND --help' describes a command and its options."
 )
 PREDICT_INTERRUPTED = "error: interrupted; outputs already written are complete, the current one was not written."
-
-
-class UsageError(ValueError):
-    """Arguments that cannot work together."""
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -100,7 +97,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--output", "-o", metavar="OUT.nii.gz", help="output file (one case only; this or --output-dir)")
     out.add_argument("--output-dir", metavar="DIR",
                      help="write <case id>_seg.nii.gz for each case into DIR (this or --output)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to segment; auto: the best present")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to segment; auto: the best present")
     p.add_argument("--model", default="bundled", help=MODEL_HELP)
     p.add_argument("--tta", action="store_true", help="average over mirrored inputs (about 4x slower)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -213,7 +210,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         with ThreadPoolExecutor(max_workers=1) as reader:
             # Each case is read while the one before is segmented, and the first while torch and MONAI import.
             loads = [reader.submit(load_case, cases[0], with_seg=False)]
-            from .inference import select_device
+            from .devices import select_device
             from .model import load_model
             from .registry import resolve_model
 

@@ -5,13 +5,20 @@ sliding window (default: the training patch size) or in one pass over the whole 
 accurate for the bundled model). Test-time flips
 average the sigmoid outputs of mirrored inputs; their spread is the voxel-wise uncertainty.
 
-Example:
-    >>> from napari_brainseg.io import load_case
+Segmenting is long work (see :mod:`napari_brainseg.jobs`): ``progress`` hears of every batch of
+windows, and once ``should_stop()`` is true no further batch starts and
+:class:`~napari_brainseg.jobs.Cancelled` is raised.
+
+Example (a small synthetic case; a real one is ``load_case(folder).image``):
+    >>> import numpy as np
+    >>> from napari_brainseg.io import MODALITIES
     >>> from napari_brainseg.model import load_model
-    >>> model, info = load_model("bundled")  # doctest: +SKIP
-    >>> result = segment(load_case(path).image, model, device="cpu")  # doctest: +SKIP
-    >>> result.labels.dtype, sorted(set(result.labels.ravel()))  # doctest: +SKIP
-    (dtype('uint8'), [0, 1, 2, 4])
+    >>> from napari_brainseg.synthetic import synthetic_case
+    >>> images, _ = synthetic_case(shape=(48, 56, 40))
+    >>> model, info = load_model("bundled")
+    >>> result = segment(np.stack([images[m] for m in MODALITIES]), model, device="cpu")
+    >>> result.labels.dtype, result.labels.shape, set(np.unique(result.labels).tolist()) <= {0, 1, 2, 4}
+    (dtype('uint8'), (48, 56, 40), True)
 """
 
 from __future__ import annotations
@@ -26,9 +33,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from .devices import DEVICES, DeviceError, available_devices, select_device
+from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
 from .labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+__all__ = [  # devices and Cancelled were defined here once; they are still importable from here
+    "AUTO", "DEVICES", "Cancelled", "DeviceError", "Segmentation", "available_devices", "brain_box",
+    "count_windows", "default_window", "normalise", "predict_regions", "segment", "select_device",
+]
+
 BRAIN_MARGIN = 4
 NET_MULTIPLE = 16
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
@@ -39,21 +52,12 @@ WINDOW_BATCH = 2
 2.3x less per window than one window alone (``benchmarks/window_batch.py``)."""
 AUTO = "auto"
 """``roi_size`` that lets the model decide: :data:`WINDOW` for a 3-D network, one pass for a slice network."""
+SEGMENT_STAGE = "segment"
+"""The stage of the :class:`~napari_brainseg.jobs.Progress` that segmenting reports."""
 MIN_COMPONENT_FRACTION = 0.1
 """Default clean-up: drop tumour components smaller than this share of the largest."""
 MIN_ENHANCING_VOXELS = 0
 """Default small-ET rule: an enhancing tumour of fewer voxels than this in all becomes NCR/NET (0: off)."""
-
-ProgressCallback = Callable[[int, int], None]
-
-
-class DeviceError(RuntimeError):
-    """A compute device that was asked for but is not available."""
-
-
-class Cancelled(Exception):
-    """Raised inside inference when the caller asked it to stop."""
-
 
 @dataclass
 class Segmentation:
@@ -65,37 +69,6 @@ class Segmentation:
     device: str
     seconds: float
     fell_back_to_cpu: bool = False
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend and backend.is_available())
-
-
-def available_devices() -> list[str]:
-    """The devices this machine can run on, best first, always ending with ``"cpu"``."""
-    found = []
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if _mps_available():
-        found.append("mps")
-    return found + ["cpu"]
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; a named device must be present."""
-    name = name.lower()
-    if name not in DEVICES:
-        raise DeviceError(f"Unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
-    available = available_devices()
-    if name == "auto":
-        return torch.device(available[0])
-    if name not in available:
-        raise DeviceError(
-            f"{name.upper()} was asked for but is not available on this machine "
-            f"(available: {', '.join(available)}). Choose 'auto' or 'cpu'."
-        )
-    return torch.device(name)
 
 
 def brain_box(image: np.ndarray, margin: int = BRAIN_MARGIN) -> tuple[slice, slice, slice]:
@@ -153,28 +126,21 @@ def predict_regions(
     overlap: float = 0.25,
     tta: bool = False,
     progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Mean sigmoid WT/TC/ET probabilities for a normalised (C, Z, Y, X) crop, and their TTA spread.
 
-    ``roi_size=None`` runs the whole crop in one pass (padded to a multiple of 16).
+    ``roi_size=None`` runs the whole crop in one pass (padded to a multiple of 16). ``progress`` sees a
+    :class:`~napari_brainseg.jobs.Progress` (stage ``"segment"``, windows done of all) after each batch
+    of windows; once ``should_stop()`` is true no further batch runs and
+    :class:`~napari_brainseg.jobs.Cancelled` is raised.
     """
     from monai.inferers import sliding_window_inference
 
     flips = FLIP_AXES if tta else FLIP_AXES[:1]
     roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
-    per_pass = count_windows(image.shape[1:], roi, overlap)
-    total, done = per_pass * len(flips), 0
-
-    def window(batch: torch.Tensor) -> torch.Tensor:
-        nonlocal done
-        if should_stop is not None and should_stop():
-            raise Cancelled("Segmentation cancelled.")
-        out = model(batch)
-        done += batch.shape[0]
-        if progress is not None:
-            progress(done, total)
-        return out
+    total = count_windows(image.shape[1:], roi, overlap) * len(flips)
+    window = counted(model, SEGMENT_STAGE, total, progress, should_stop, size=lambda batch: batch.shape[0])
 
     x = torch.from_numpy(image[None]).to(device)
     members = []
@@ -233,7 +199,7 @@ def segment(
     min_component_fraction: float = MIN_COMPONENT_FRACTION,
     min_enhancing_voxels: int = MIN_ENHANCING_VOXELS,
     progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
@@ -241,6 +207,7 @@ def segment(
     choice (:func:`default_window`). Tumour components
     smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all), and an enhancing tumour
     of fewer than ``min_enhancing_voxels`` voxels becomes NCR/NET (see :func:`labels_from_probabilities`).
+    ``progress`` and ``should_stop`` report and cancel by batches of windows (:func:`predict_regions`).
     """
     start = time.perf_counter()
     if roi_size == AUTO:

@@ -9,7 +9,6 @@
 * ``synthetic_case_dir`` -- the folder of one such case (BraTS 2018 names, LPS, 1 mm).
 * ``replace_volume(path, data, affine=None)`` -- overwrite one NIfTI file with other voxels (to break a case).
 * ``tiny_checkpoint`` -- path of a tiny, untrained, seeded model saved with ``save_checkpoint``.
-* ``oedema_checkpoint`` -- a tiny model that calls every brain voxel oedema (a known, non-empty answer).
 """
 
 from __future__ import annotations
@@ -124,20 +123,3 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     info = ModelInfo(model_id="tiny", version="0.0.1", arch_kwargs={**DEFAULT_ARCH_KWARGS, **TINY_ARCH})
     return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt", build_network(info), info)
 
-
-@pytest.fixture(scope="session")
-def oedema_checkpoint(tmp_path_factory) -> Path:
-    """A tiny UNet whose weights are zero and whose output biases say WT yes, TC and ET no: oedema everywhere."""
-    import torch
-
-    from napari_brainseg.model import DEFAULT_ARCH_KWARGS, ModelInfo, build_network, save_checkpoint
-
-    info = ModelInfo(model_id="oedema", version="0.0.1", arch_kwargs={**DEFAULT_ARCH_KWARGS, **TINY_ARCH})
-    network = build_network(info)
-    with torch.no_grad():
-        for parameter in network.parameters():
-            parameter.zero_()
-        for layer in network.modules():
-            if isinstance(layer, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)) and layer.out_channels == 3:
-                layer.bias.copy_(torch.tensor([10.0, -10.0, -10.0]))
-    return save_checkpoint(tmp_path_factory.mktemp("models") / "oedema.pt", network, info)
