@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .atomic import NO_SPACE, atomic_path, write_problem
+from .cases.cli import add_prepare_command, add_prepare_options
 from .devices import DEVICES
 from .training.cli import MODEL_HELP, add_training_commands
 
@@ -92,7 +93,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                     "header). Progress goes to the terminal; an existing output is never replaced without "
                     "--overwrite, an input never.",
     )
-    p.add_argument("cases", nargs="+", metavar="CASE_DIR", help="a case folder, or one file of the case")
+    p.add_argument("cases", nargs="+", metavar="CASE_DIR",
+                   help="a case folder, or one file of the case; with --prepare, the study's NAME=PATH inputs")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--output", "-o", metavar="OUT.nii.gz", help="output file (one case only; this or --output-dir)")
     out.add_argument("--output-dir", metavar="DIR",
@@ -101,6 +103,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="bundled", help=MODEL_HELP)
     p.add_argument("--tta", action="store_true", help="average over mirrored inputs (about 4x slower)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--prepare", action="store_true",
+                   help="the inputs are one scanner study (see 'prepare --help'): prepare it into --output-dir/ID/, "
+                        "segment it there, and write the labels on the native T1ce too (ID_seg_native.nii.gz)")
+    add_prepare_options(p)
     p.set_defaults(func=cmd_predict, interrupted=PREDICT_INTERRUPTED)
 
 
@@ -117,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     _add_predict(sub)
     _add_models(sub)
+    add_prepare_command(sub)
     add_training_commands(sub)
     return parser
 
@@ -203,6 +210,8 @@ def _segment_one(case: LoadedCase, output: Path, model, device, args: argparse.N
 def cmd_predict(args: argparse.Namespace) -> int:
     from .io import find_case, load_case
 
+    if args.prepare:
+        return predict_study(args)
     cases = [find_case(path) for path in args.cases]
     outputs = plan_outputs(cases, args.output, args.output_dir, args.overwrite)
     failed, written = 0, 0
@@ -240,6 +249,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed and len(cases) > 1:
         print(f"error: {failed} of {len(cases)} cases failed; see the messages above.", file=sys.stderr)
     return 1 if failed else 0
+
+
+def predict_study(args: argparse.Namespace) -> int:
+    """``predict --prepare``: prepare one scanner study, segment it, and map the labels back to the native T1ce."""
+    from .cases.cli import prepare_from_args
+    from .cases.prepare import NATIVE_SEG_SUFFIX, default_case_id, labels_to_native, parse_inputs
+    from .io import load_case
+
+    if args.output_dir is None:
+        raise UsageError("--prepare writes a case folder: give --output-dir DIR instead of --output.")
+    case_id = args.case_id or default_case_id(parse_inputs(args.cases))
+    args.case_id = case_id
+    folder = Path(args.output_dir).expanduser() / case_id
+    case = prepare_from_args(args.cases, args, folder)
+    loaded = load_case(case.files, with_seg=False)
+    from .devices import select_device
+    from .model import load_model
+    from .registry import resolve_model
+
+    device = select_device(args.device)
+    model, info = load_model(resolve_model(args.model))
+    print(f"Model {info.model_id} (version {info.version}) on {device.type}: segmenting...",
+          file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    seg_path = folder / f"{case_id}{SEG_SUFFIX}"
+    _segment_one(loaded, seg_path, model, device, args)
+    import nibabel as nib
+
+    native_path = folder / f"{case_id}{NATIVE_SEG_SUFFIX}"
+    write_nifti_atomic(labels_to_native(nib.load(seg_path), case.record), native_path, args.overwrite)
+    print(f"Wrote {seg_path} (prepared grid) and {native_path} (native T1ce grid) "
+          f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ Example (synthetic cases; real ones are e.g. ``../shared/data/brats2018``):
     >>> for i in range(5):
     ...     _ = write_synthetic_case(f"cases/Case_{i}", f"Case_{i}", shape=(48, 56, 40), seed=i)
     >>> _ = write_synthetic_case("corrections/Case_1/v002", "Case_1", shape=(48, 56, 40))
+    >>> _ = Path("corrections/Case_1/v002/provenance.json").write_text("{}")  # an export writes it last
     >>> cases = discover_cases(["cases", "corrections"])
     >>> len(cases), [c.case_id for c in cases if is_correction(c)]
     (5, ['Case_1'])

@@ -24,6 +24,7 @@ Example (a very short run on synthetic cases; real ones are e.g. ``~/corrections
     >>> for i in range(3):
     ...     _ = write_synthetic_case(f"cases/Case_{i}", f"Case_{i}", shape=(48, 56, 40), seed=i)
     >>> _ = write_synthetic_case("corrections/Case_9/v001", "Case_9", shape=(48, 56, 40), seed=9)
+    >>> _ = Path("corrections/Case_9/v001/provenance.json").write_text("{}")  # an export writes it last
     >>> cfg = finetune_config("bundled", ["corrections", "cases"], "runs/ft1", epochs=1, steps_per_epoch=1,
     ...                       patch_size=[32, 32, 32], device="cpu")
     >>> result = drive(finetune(cfg, log=lambda line: None))
