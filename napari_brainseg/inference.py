@@ -122,7 +122,7 @@ def _round_up(size: int, multiple: int = NET_MULTIPLE) -> int:
 def default_window(model: nn.Module) -> tuple[int, ...] | None:
     """A model's own way through a case: a 2.5-D slice network sees the whole box at once (every slice with
     its true neighbours, each slice whole, as in training), a 3-D network a sliding :data:`WINDOW`."""
-    from .model import SliceNetwork
+    from .slice_network import SliceNetwork
 
     return None if isinstance(model, SliceNetwork) else WINDOW
 
