@@ -21,8 +21,8 @@ from napari_brainseg.inference import segment
 from napari_brainseg.io import load_case
 from napari_brainseg.labels import BACKGROUND, minor_components
 from napari_brainseg.model import load_model
-from training.data import discover_cases
-from training.evaluate import mean_scores, region_scores
+from napari_brainseg.training.data import discover_cases
+from napari_brainseg.training.evaluate import mean_scores, region_scores
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2018"
 OPTIONS = {

@@ -1,12 +1,15 @@
-"""``napari-brainseg predict`` (or ``python -m napari_brainseg predict``): segment BraTS cases without a viewer.
+"""``napari-brainseg`` (or ``python -m napari_brainseg``): every step of the loop on the command line.
 
-Each case (a folder, or any one of its files, in either BraTS naming) gets a label map {0, 1, 2, 4}
-on its own voxel grid: same shape, affine and header as its images, so it overlays them in any viewer.
+``predict`` segments BraTS cases without a viewer: each case (a folder, or any one of its files, in
+either BraTS naming) gets a label map {0, 1, 2, 4} on its own voxel grid (same shape, affine and header
+as its images), so it overlays them in any viewer. ``models`` lists the models every ``--model`` and
+``--base`` option accepts by name; ``train``, ``finetune``, ``evaluate``, ``average`` and ``register``
+come from :mod:`napari_brainseg.training.cli`.
 
 Example::
 
     napari-brainseg predict data/Brats18_2013_11_1 --output-dir predictions/
-    napari-brainseg predict case/ --output case_seg.nii.gz --device cpu --model my_model.pt --tta
+    napari-brainseg predict case/ --output case_seg.nii.gz --device cpu --model my-site --tta
 
 torch and MONAI are imported only once the arguments and the input files have been checked, so
 mistakes are reported at once.
@@ -24,13 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .atomic import atomic_path
+from .training.cli import DEVICE_CHOICES, MODEL_HELP, add_training_commands
 
 if TYPE_CHECKING:
     import nibabel as nib
 
     from .io import CaseFiles, LoadedCase
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # inference.DEVICES, without importing torch
 OUTPUT_EXTENSIONS = (".nii.gz", ".nii")
 SEG_SUFFIX = "_seg.nii.gz"
 
@@ -39,29 +42,81 @@ class UsageError(ValueError):
     """Arguments that cannot work together."""
 
 
+DESCRIPTION = (
+    "Brain-tumour segmentation of BraTS MRI, every step of the loop: segment cases, train a model, fine-tune it "
+    "on corrected cases, score it, and offer it in napari.\n"
+    "A model is named the same way everywhere: 'bundled', a registered name (see 'napari-brainseg models'), "
+    "or a checkpoint path.\n"
+    "'napari-brainseg COMMAND --help' describes a command and its options."
+)
+PREDICT_INTERRUPTED = "error: interrupted; outputs already written are complete, the current one was not written."
+
+
+class UsageError(ValueError):
+    """Arguments that cannot work together."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each line of a description on its own and ends each option's help with its default."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(super(HelpFormatter, self)._fill_text(line, width, indent) for line in text.splitlines())
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.required or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.default is None or action.default is False:
+            return f"{text} (default: off)" if action.nargs == 0 else f"{text} (default: none)"
+        value = action.default
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         """One line, not argparse's usage block."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="napari-brainseg", description="Brain-tumour segmentation of BraTS MRI.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="segment BraTS cases into label maps {0, 1, 2, 4}",
-        description="Segment BraTS cases; each label map is written on its case's voxel grid.",
+        description="Segment BraTS cases; each label map is written on its case's voxel grid (shape, affine, "
+                    "header). Progress goes to the terminal; an existing output is never replaced without "
+                    "--overwrite, an input never.",
     )
     p.add_argument("cases", nargs="+", metavar="CASE_DIR", help="a case folder, or one file of the case")
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("--output", "-o", metavar="OUT.nii.gz", help="output file (one case only)")
-    out.add_argument("--output-dir", metavar="DIR", help="write <case id>_seg.nii.gz for each case into DIR")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default: the best one present")
-    p.add_argument("--model", default="bundled", help="'bundled' (default) or a checkpoint .pt path")
-    p.add_argument("--tta", action="store_true", help="average over mirrored inputs (4x slower)")
+    out.add_argument("--output", "-o", metavar="OUT.nii.gz", help="output file (one case only; this or --output-dir)")
+    out.add_argument("--output-dir", metavar="DIR",
+                     help="write <case id>_seg.nii.gz for each case into DIR (this or --output)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to segment; auto: the best present")
+    p.add_argument("--model", default="bundled", help=MODEL_HELP)
+    p.add_argument("--tta", action="store_true", help="average over mirrored inputs (about 4x slower)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, interrupted=PREDICT_INTERRUPTED)
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the bundled and registered models",
+                       description="List the models that --model, --base and the Segment widget accept by name: "
+                                   "the bundled one and those registered with 'napari-brainseg register'.")
+    p.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-brainseg`` command line: one subcommand per step of the loop."""
+    parser = _Parser(prog="napari-brainseg", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _add_predict(sub)
+    _add_models(sub)
+    add_training_commands(sub)
     return parser
 
 
@@ -142,8 +197,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .inference import select_device
         from .model import load_model
 
+        from .registry import resolve_model
+
         device = select_device(args.device)
-        model, info = load_model(args.model)
+        model, info = load_model(resolve_model(args.model))
         print(f"Model {info.model_id} (version {info.version}) on {device.type}", file=sys.stderr)
         for i, (files, output) in enumerate(zip(cases, outputs), start=1):
             if i < len(cases):
@@ -165,7 +222,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def run_command(args: argparse.Namespace, interrupted: str) -> int:
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import list_models, models_dir
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        entries = list_models()
+    for entry in entries:
+        dice = " / ".join(f"{entry.metrics[k]:.3f}" for k in ("Dice_WT", "Dice_TC", "Dice_ET") if k in entry.metrics)
+        print(f"{entry.name}: {entry.model_id} version {entry.version}"
+              + (f", fine-tuned from {entry.parent}" if entry.parent else "")
+              + (f", validation Dice WT/TC/ET {dice}" if dice else "")
+              + (" (read-only)" if entry.read_only else f"  [{entry.path}]"))
+    for warning in caught:
+        print(f"unusable: {warning.message}")
+    print(f"Registered models live in {models_dir()}.", file=sys.stderr)
+    return 0
+
+
+def run_command(args: argparse.Namespace, interrupted: str = "error: interrupted.") -> int:
     """Run the parsed subcommand; an error becomes an ``error:`` line and status 1, Ctrl+C ``interrupted`` and 130."""
     try:
         return args.func(args)
@@ -183,9 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed
         return int(done.code or 0)
-    return run_command(
-        args, "error: interrupted; outputs already written are complete, the current one was not written."
-    )
+    return run_command(args, getattr(args, "interrupted", "error: interrupted."))
 
 
 if __name__ == "__main__":

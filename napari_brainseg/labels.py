@@ -142,3 +142,19 @@ def minor_components(seg: np.ndarray, fraction: float) -> np.ndarray:
     minor = sizes < fraction * sizes[1:].max()
     minor[0] = False
     return minor[components]
+
+
+def small_enhancing(seg: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Voxel mask of the enhancing tumour when it has fewer than ``min_voxels`` voxels in all, else nothing.
+
+    nnU-Net's BraTS post-processing relabels such an ET as NCR/NET: a few enhancing voxels in a low-grade
+    tumour are far more often a false positive than real enhancement.
+
+    >>> seg = np.array([0, 2, 4, 4, 1], dtype=np.uint8)
+    >>> small_enhancing(seg, 3).astype(int).tolist(), bool(small_enhancing(seg, 2).any())
+    ([0, 0, 1, 1, 0], False)
+    """
+    if min_voxels < 0:
+        raise ValueError(f"min_voxels must be at least 0, got {min_voxels}.")
+    enhancing = seg == ET
+    return enhancing if 0 < enhancing.sum() < min_voxels else np.zeros(seg.shape, dtype=bool)

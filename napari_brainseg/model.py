@@ -141,12 +141,12 @@ def read_checkpoint(model: str | Path) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 -- torch raises many types for foreign or corrupt files
         raise CheckpointError(
             f"{path.name} is not a napari-brainseg checkpoint (it could not be read: {type(err).__name__}). "
-            "Pick a .pt file written by `python -m training train` or by the Retrain widget."
+            "Pick a .pt file written by `napari-brainseg train` or by the Retrain widget."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path.name} is a PyTorch file but not a napari-brainseg checkpoint (no '{FORMAT}' marker). "
-            "Checkpoints from other tools need their own code; pick one written by `python -m training`."
+            "Checkpoints from other tools need their own code; pick one written by `napari-brainseg train`."
         )
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(

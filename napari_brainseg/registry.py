@@ -122,6 +122,26 @@ def list_models() -> list[ModelEntry]:
     return entries
 
 
+
+def resolve_model(model: str | Path) -> str | Path:
+    """What :func:`~napari_brainseg.model.load_model` takes for a model named by a user.
+
+    ``"bundled"``, the path of a checkpoint file, or the name of a registered model (case-insensitive);
+    an existing file wins over a name. Raises :class:`RegistryError` when it is none of these.
+    """
+    if str(model) == BUNDLED:
+        return BUNDLED
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    for entry in list_models():
+        if entry.name.lower() == str(model).lower():
+            return entry.path
+    raise RegistryError(
+        f"No model named {str(model)!r} and no checkpoint file at {path}: give 'bundled', the name of a "
+        f"registered model (napari-brainseg models lists them) or the path of a .pt checkpoint."
+    )
+
 def _file_name(name: str, taken: set[str]) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
     candidate, n = f"{stem}.pt", 1

@@ -3,7 +3,7 @@
 The expert labels of each case stand in for an annotator's corrections of the model's prediction: the
 case is segmented with the base model and exported, through the same code as the Export widget, with
 the expert mask as the corrected labels and the prediction as what the model proposed. Then
-``python -m training finetune`` fine-tunes the base on those corrections (mixed with the original
+``napari-brainseg finetune`` fine-tunes the base on those corrections (mixed with the original
 training cases) and reports base vs new on validation cases used by neither.
 
     python scripts/correction_loop.py --cases Brats18_CBICA_ALU_1 Brats18_CBICA_AQN_1 Brats18_2013_11_1 \\
@@ -54,7 +54,7 @@ def main() -> int:
     export_expert_corrections(args.cases, args.data, dataset, args.base)
     split = args.work / "val_split.json"
     split.write_text(json.dumps({"train": [], "val": args.val}, indent=2) + "\n")
-    command = [sys.executable, "-m", "training", "finetune", "--base", args.base, "--data", str(dataset),
+    command = [sys.executable, "-m", "napari_brainseg", "finetune", "--base", args.base, "--data", str(dataset),
                str(args.data), "--out", str(args.work / "run"), "--val-split", str(split),
                "--max-steps", str(args.max_steps), "--device", "cpu"]
     print("$", " ".join(command), flush=True)

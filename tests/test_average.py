@@ -1,4 +1,4 @@
-"""Weight averaging: a run can keep every epoch's checkpoint, and ``python -m training average`` writes
+"""Weight averaging: a run can keep every epoch's checkpoint, and ``napari-brainseg average`` writes
 the mean of several checkpoints of one network as a new self-describing checkpoint."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from napari_brainseg.__main__ import main
 from napari_brainseg.inference import segment
 from napari_brainseg.io import BratsInputError, find_case, load_case
 from napari_brainseg.model import CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
-from training.__main__ import main
-from training.average import average_checkpoints
-from training.evaluate import evaluate_cases
-from training.train import MODEL_FILE, epoch_checkpoint
+from napari_brainseg.training.average import average_checkpoints
+from napari_brainseg.training.evaluate import evaluate_cases
+from napari_brainseg.training.train import MODEL_FILE, epoch_checkpoint
 
 TINY_ARCH = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
 

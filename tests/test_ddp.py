@@ -1,4 +1,4 @@
-"""Distributed training: ``torchrun --nproc_per_node 2 -m training train`` on the CPU (gloo)."""
+"""Distributed training: ``torchrun --nproc_per_node 2 -m napari_brainseg train`` on the CPU (gloo)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from napari_brainseg.model import load_model
 from napari_brainseg.synthetic import write_synthetic_case
-from training.train import LOG_FILE, MODEL_FILE
+from napari_brainseg.training.train import LOG_FILE, MODEL_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_ARCH = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
@@ -22,7 +22,7 @@ def test_two_processes_train_together_and_rank_0_alone_validates_and_writes(tmp_
     run = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "training", "train", "--data", str(tmp_path / "data"), "--out", str(run), "--device", "cpu",
+        "-m", "napari_brainseg", "train", "--data", str(tmp_path / "data"), "--out", str(run), "--device", "cpu",
         "--epochs", "1", "--steps-per-epoch", "2", "--max-steps", "2", "--patch-size", "32", "32", "32",
         "--arch-kwargs", json.dumps(TINY_ARCH),
     ]
@@ -31,8 +31,8 @@ def test_two_processes_train_together_and_rank_0_alone_validates_and_writes(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
 
     output = done.stdout + done.stderr
-    assert "2 process(es) on cpu" in output
-    assert output.count("training cases,") == 1, "only rank 0 logs"
+    assert "Device: cpu x 2 processes" in output
+    assert output.count("Cases: 2 for training, 1 for validation") == 1, "only rank 0 logs"
     assert output.count("Checkpoint:") == 1
     log = [json.loads(line) for line in (run / LOG_FILE).read_text().splitlines()]
     assert [(e["epoch"], e["step"]) for e in log] == [(1, 2)], "one entry: only rank 0 writes"

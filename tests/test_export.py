@@ -18,7 +18,7 @@ from napari_brainseg import export
 from napari_brainseg.export import ExportError, ExportResult, export_correction
 from napari_brainseg.io import MODALITIES, NAMINGS, LoadedCase, case_files_from_paths, load_case
 from napari_brainseg.labels import ED, ET, NCR, region_volumes_ml
-from training.data import discover_cases
+from napari_brainseg.training.data import discover_cases
 
 CASE_ID = "Synthetic_001"
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from napari_brainseg.__main__ import main
 from napari_brainseg.model import load_model, read_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
-from training.__main__ import main
-from training.evaluate import compare_scores, format_comparison
-from training.finetune import REPORT_FILE, child_version, finetune, finetune_config
-from training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, drive
+from napari_brainseg.training.evaluate import compare_scores, format_comparison
+from napari_brainseg.training.finetune import REPORT_FILE, child_version, finetune, finetune_config
+from napari_brainseg.training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, drive
 
 SHAPE = (40, 48, 32)
 ORIGINAL_IDS = [f"Case_{i:03d}" for i in range(4)]
@@ -48,7 +48,7 @@ def finetune_args(base: Path, corrections: Path, original: Path, out: Path, *ext
 
 @pytest.fixture(scope="module")
 def finetuned(tiny_checkpoint, datasets, tmp_path_factory):
-    """One real ``python -m training finetune`` run: (run folder, its printed output, data hashes before)."""
+    """One real ``napari-brainseg finetune`` run: (run folder, its printed output, data hashes before)."""
     corrections, original = datasets
     before = {"corrections": hashes(corrections), "original": hashes(original), "base": hashes(tiny_checkpoint.parent)}
     run = tmp_path_factory.mktemp("runs") / "ft"

@@ -17,6 +17,7 @@ from napari_brainseg.labels import (
     fill_holes,
     labels_from_regions,
     minor_components,
+    small_enhancing,
     region_volumes_ml,
     regions_from_labels,
     small_islands,
@@ -120,3 +121,14 @@ def test_minor_components_are_those_smaller_than_a_fraction_of_the_largest():
     assert minor.sum() == 8 and minor[9, 9, 9]
     assert not minor_components(seg, fraction=0.0).any()
     assert not minor_components(np.zeros_like(seg), fraction=0.5).any()
+
+
+def test_small_enhancing_marks_all_enhancing_voxels_only_when_their_total_is_under_the_threshold():
+    seg = np.zeros((10, 10, 10), dtype=np.uint8)
+    seg[0:4, 0:5, 0:5] = ED
+    seg[1, 1, 1:4] = ET  # 3 voxels in one focus
+    seg[8, 8, 8:10] = ET  # 2 in another: 5 in all
+    assert np.array_equal(small_enhancing(seg, 6), seg == ET)
+    assert not small_enhancing(seg, 5).any()  # 5 voxels are not fewer than 5
+    assert not small_enhancing(seg, 0).any()  # 0 switches the rule off
+    assert not small_enhancing(np.where(seg == ET, ED, seg), 100).any()  # no ET at all: nothing to relabel

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from napari_brainseg import registry
+from napari_brainseg.__main__ import main
 from napari_brainseg.model import DEFAULT_ARCH_KWARGS, CheckpointError, ModelInfo, build_network, save_checkpoint
 from napari_brainseg.registry import ENV_VAR, INDEX_FILE, RegistryError, events, list_models, register_model
-from training.__main__ import main
 
 TINY = {**DEFAULT_ARCH_KWARGS, "channels": [4, 8], "strides": [2]}
 

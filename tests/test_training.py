@@ -1,4 +1,4 @@
-"""Training: ``python -m training train`` writes a self-describing checkpoint, splits by case, resumes exactly;
+"""Training: ``napari-brainseg train`` writes a self-describing checkpoint, splits by case, resumes exactly;
 ``evaluate`` scores per case with the BraTS rules for empty regions."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from napari_brainseg.__main__ import main
 from napari_brainseg.inference import segment
 from napari_brainseg.io import MODALITIES, load_case
 from napari_brainseg.model import load_model, read_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
-from training.__main__ import main
-from training.evaluate import HD95_EMPTY, region_scores
-from training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, STATE_FILE, TrainConfig, Trainer
+from napari_brainseg.training.evaluate import HD95_EMPTY, region_scores
+from napari_brainseg.training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, STATE_FILE, TrainConfig, Trainer
 
 SHAPE = (40, 48, 32)
 CASE_IDS = [f"Case_{i:03d}" for i in range(4)]
@@ -178,7 +178,7 @@ def test_the_same_seed_gives_the_same_model_and_another_seed_does_not(data_dir, 
 def test_evaluate_prints_per_case_and_mean_scores_and_writes_csv_and_json(trained_run, data_dir, tmp_path, capsys):
     csv_path, json_path = tmp_path / "scores.csv", tmp_path / "out" / "scores.json"
     code = main(["evaluate", "--model", str(trained_run / MODEL_FILE), "--data", str(data_dir), "--device", "cpu",
-                 "--report", str(csv_path), str(json_path)])
+                 "--include-training-cases", "--report", str(csv_path), str(json_path)])
     assert code == 0
     captured = capsys.readouterr()
     header = captured.out.splitlines()[1].split()

@@ -10,7 +10,7 @@ import pytest
 
 from napari_brainseg.io import BratsInputError
 from napari_brainseg.labels import ET, ET_2023
-from training.data import (
+from napari_brainseg.training.data import (
     discover_cases,
     is_correction,
     load_training_case,

@@ -1,6 +1,6 @@
 """Fine-tune a model on corrected cases, then compare it with its base on cases neither trained on.
 
-:func:`finetune` drives ``python -m training finetune`` and the Retrain widget. It starts from the base
+:func:`finetune` drives ``napari-brainseg finetune`` and the Retrain widget. It starts from the base
 checkpoint (its network, patch size and lineage), trains on the data folders given -- corrections
 exported by the plugin (``<dataset>/<case_id>/v<N>/``, newest version of each case), mixed with
 original cases when those are given too -- and resumes from ``RUN_DIR/state.pt`` after an
@@ -38,13 +38,10 @@ from napari_brainseg.io import CaseFiles
 from napari_brainseg.model import ModelInfo, info_from_dict, load_model, read_checkpoint
 
 from .data import is_correction
+from .defaults import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH, FINETUNE_WARMUP
 from .evaluate import compare_scores, format_comparison, score_case
 from .train import Progress, TrainConfig, Trainer
 
-FINETUNE_EPOCHS = 10
-FINETUNE_STEPS_PER_EPOCH = 50
-FINETUNE_LR = 5e-4
-FINETUNE_WARMUP = 20
 REPORT_FILE = "finetune_report.json"
 
 

@@ -242,6 +242,25 @@ class Trainer:
         self.epoch, self.step, self.history = 0, 0, []
         self._resume()
 
+    def plan(self) -> str:
+        """What the run is about to do: data folders, case counts, steps, device and output folder."""
+        cfg = self.cfg
+        val_from = f" (validation from {', '.join(cfg.val_data)})" if cfg.val_data else ""
+        steps = f"{cfg.total_steps} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps per epoch"
+        steps += f", stopping at --max-steps {cfg.max_steps})" if cfg.max_steps else ")"
+        if self.step:
+            steps += f", resuming after step {self.step}"
+        lines = [
+            f"Data: {', '.join(str(Path(d).expanduser()) for d in cfg.data)}{val_from}",
+            f"Cases: {len(self.train_cases)} for training, {len(self.val_cases)} for validation",
+            f"Steps: {steps}",
+            f"Device: {self.device.type}" + (f" x {self.world} processes" if self.world > 1 else ""),
+            f"Output: {self.run.resolve()}",
+        ]
+        if cfg.base:
+            lines.insert(0, f"Base model: {cfg.base}")
+        return "\n".join(lines)
+
     def _resume(self) -> None:
         state_path = self.run / STATE_FILE
         if not state_path.exists():
@@ -308,8 +327,8 @@ class Trainer:
             write_split(self.split, self.run / SPLIT_FILE)
             (self.run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
         shard = shard_cases(self.train_cases, self.rank, self.world)
-        self.log(f"{len(self.train_cases)} training cases, {len(self.val_cases)} validation cases, "
-                 f"{self.world} process(es) on {self.device.type}; loading...")
+        for line in self.plan().splitlines():
+            self.log(line)
         samples = [load_training_case(c) for c in shard]
         weights = sampling_weights(shard, cfg.correction_share)
         if weights is not None:

@@ -1,6 +1,6 @@
 """Retrain: fine-tune a model on the exported corrections in the background, then offer it for segmenting.
 
-The work is :func:`training.finetune.finetune`; this widget gathers its input, shows its progress and
+The work is :func:`napari_brainseg.training.finetune.finetune`; this widget gathers its input, shows its progress and
 loss, cancels it, and on success registers the new model (it then appears in the Segment widget's
 list) and shows how it scores against its base on cases it did not train on.
 """
@@ -22,8 +22,8 @@ from .export import default_dataset
 if TYPE_CHECKING:
     import napari
 
-    from training.finetune import FinetuneResult
-    from training.train import Progress
+    from ..training.finetune import FinetuneResult
+    from ..training.train import Progress
 
 RUNS_FOLDER = "runs"
 
@@ -38,7 +38,7 @@ class RetrainWidget(RunsInBackground, Container):
     FAILED = "Fine-tuning failed"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from training.finetune import FINETUNE_EPOCHS, FINETUNE_STEPS_PER_EPOCH
+        from ..training.finetune import FINETUNE_EPOCHS, FINETUNE_STEPS_PER_EPOCH
 
         super().__init__()
         self._viewer = viewer
@@ -79,8 +79,8 @@ class RetrainWidget(RunsInBackground, Container):
 
     def run(self) -> None:
         """Start fine-tuning in a background thread."""
-        from training.data import discover_cases
-        from training.finetune import finetune, finetune_config
+        from ..training.data import discover_cases
+        from ..training.finetune import finetune, finetune_config
 
         if self.worker is not None:
             return

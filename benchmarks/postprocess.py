@@ -1,0 +1,86 @@
+"""Choose the post-processing on validation cases: threshold, minor-component clean-up, nnU-Net's small-ET rule.
+
+The model runs once per case (default window, no clean-up); every combination of the options below is then
+applied to its probabilities and scored (Dice and HD95 for WT, TC and ET). The table lists the combinations best
+first by mean Dice over the three regions.
+
+    python benchmarks/postprocess.py --model bundled --split training/splits/brats2018-v2.json [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_brainseg.inference import segment
+from napari_brainseg.io import load_case
+from napari_brainseg.labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
+from napari_brainseg.model import load_model
+from napari_brainseg.training.data import discover_cases, read_split
+from napari_brainseg.training.evaluate import mean_scores, region_scores
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2018"
+THRESHOLDS = (0.4, 0.5, 0.6)
+CLEANUPS = (0.0, 0.1, 0.3)
+ET_MIN_VOXELS = (0, 250, 500, 1000)
+
+
+def postprocess(probabilities: np.ndarray, brain: np.ndarray, threshold: float, cleanup: float,
+                et_min_voxels: int) -> np.ndarray:
+    """Labels from WT/TC/ET probabilities with one combination of the options."""
+    labels = labels_from_regions((probabilities > threshold) & brain)
+    if cleanup:
+        labels[minor_components(labels, cleanup)] = BACKGROUND
+    if et_min_voxels:
+        labels[small_enhancing(labels, et_min_voxels)] = NCR
+    return labels
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default="bundled", help="'bundled' or a checkpoint path")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of labelled BraTS cases")
+    parser.add_argument("--split", default=None, help="split file whose val cases are used (default: the model's)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    model, info = load_model(args.model)
+    wanted = set(read_split(args.split)["val"] if args.split else info.val_cases)
+    cases = [c for c in discover_cases([args.data]) if c.case_id in wanted]
+    if not cases:
+        raise SystemExit(f"error: none of the validation cases are in {args.data}.")
+    grid = list(itertools.product(THRESHOLDS, CLEANUPS, ET_MIN_VOXELS))
+    rows: dict[tuple, list[dict]] = {key: [] for key in grid}
+    for files in cases:
+        case = load_case(files)
+        result = segment(case.image, model, device="cpu", min_component_fraction=0)
+        brain = np.any(case.image != 0, axis=0)
+        for key in grid:
+            rows[key].append(region_scores(postprocess(result.probabilities, brain, *key), case.seg, case.spacing))
+        print(f"done {case.case_id}", file=sys.stderr, flush=True)
+
+    summary = {key: mean_scores(v) for key, v in rows.items()}
+    ranked = sorted(summary.items(), key=lambda kv: -np.mean([kv[1][f"Dice_{r}"] for r in ("WT", "TC", "ET")]))
+    metrics = list(ranked[0][1])
+    print(f"{info.model_id} {info.version} on {len(cases)} validation case(s)")
+    print("threshold cleanup et_min " + "".join(m.rjust(9) for m in metrics))
+    for (threshold, cleanup, et_min), values in ranked:
+        print(f"{threshold:9.2f} {cleanup:7.0%} {et_min:6d} " + "".join(f"{values[m]:9.3f}" for m in metrics))
+    if args.json:
+        table = [{"threshold": k[0], "cleanup": k[1], "et_min_voxels": k[2], **v} for k, v in ranked]
+        args.json.write_text(json.dumps({"model": info.model_id, "version": info.version,
+                                         "cases": [c.case_id for c in cases], "table": table}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Default settings of training and fine-tuning runs, free of torch so that the command line can show them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "brats2018"
+"""The BraTS 2018 cases next to a checkout of the repository (``../shared/data/brats2018``)."""
+
+FINETUNE_EPOCHS = 10
+FINETUNE_STEPS_PER_EPOCH = 50
+FINETUNE_LR = 5e-4
+FINETUNE_WARMUP = 20
