@@ -1,8 +1,12 @@
-"""Run a checkpoint on a case: device choice with CPU fallback, normalisation, brain crop, windowing.
+"""Run a model on a case: device choice with CPU fallback, normalisation, brain crop, windowing.
 
-The network sees the brain's bounding box only, normalised per channel over brain voxels, by MONAI's
-sliding window (default: the training patch size) or in one pass over the whole box (fastest, but less
-accurate for the bundled model). Test-time flips
+The network sees the brain's bounding box only, normalised per channel over brain voxels
+(:mod:`napari_brainseg.preprocess`), by a Gaussian-weighted sliding window (default: the training patch size)
+or in one pass over the whole box (fastest, but less accurate for the bundled model). A torch model runs
+through MONAI's ``sliding_window_inference`` on any device; an ONNX export
+(:class:`~napari_brainseg.onnx_model.OnnxModel`) through the same window in numpy
+(:mod:`napari_brainseg.window`) on the CPU, without importing torch or MONAI: this module imports torch only
+when a torch model runs. Test-time flips (torch only)
 average the sigmoid outputs of mirrored inputs; their spread is the voxel-wise uncertainty.
 
 Example:
@@ -21,15 +25,20 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from .labels import BACKGROUND, labels_from_regions, minor_components
+from .onnx_model import OnnxModel
+from .preprocess import BRAIN_MARGIN, brain_box, normalise  # noqa: F401 -- BRAIN_MARGIN re-exported
+from .window import OVERLAP, count_windows, sliding_window
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-BRAIN_MARGIN = 4
 NET_MULTIPLE = 16
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
 WINDOW = (96, 96, 96)
@@ -63,15 +72,20 @@ class Segmentation:
     device: str
     seconds: float
     fell_back_to_cpu: bool = False
+    backend: str = "torch"
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
 
 
 def available_devices() -> list[str]:
     """The devices this machine can run on, best first, always ending with ``"cpu"``."""
+    import torch
+
     found = []
     if torch.cuda.is_available():
         found.append("cuda")
@@ -82,6 +96,8 @@ def available_devices() -> list[str]:
 
 def select_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; a named device must be present."""
+    import torch
+
     name = name.lower()
     if name not in DEVICES:
         raise DeviceError(f"Unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
@@ -96,49 +112,43 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def brain_box(image: np.ndarray, margin: int = BRAIN_MARGIN) -> tuple[slice, slice, slice]:
-    """The bounding box of non-zero voxels over all channels of a (C, Z, Y, X) stack, plus a margin."""
-    brain = np.any(image != 0, axis=0)
-    if not brain.any():
-        raise ValueError("The image holds no brain voxels (all channels are zero).")
-    box = []
-    for axis, size in enumerate(brain.shape):
-        hits = np.flatnonzero(brain.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, size)))
-    return tuple(box)
-
-
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Z-score each channel over its non-zero (brain) voxels; background stays 0 (MONAI's transform)."""
-    from monai.transforms import NormalizeIntensity
-
-    return np.asarray(NormalizeIntensity(nonzero=True, channel_wise=True)(image.astype(np.float32)))
-
-
 def _round_up(size: int, multiple: int = NET_MULTIPLE) -> int:
     return int(math.ceil(size / multiple) * multiple)
 
 
-def default_window(model: nn.Module) -> tuple[int, ...] | None:
+def default_window(model: nn.Module | OnnxModel) -> tuple[int, ...] | None:
     """A model's own way through a case: a 2.5-D slice network sees the whole box at once (every slice with
-    its true neighbours, each slice whole, as in training), a 3-D network a sliding :data:`WINDOW`."""
+    its true neighbours, each slice whole, as in training), a 3-D network a sliding :data:`WINDOW`; an ONNX
+    export the window its metadata give."""
+    if isinstance(model, OnnxModel):
+        return model.window
     from .slice_network import SliceNetwork
 
     return None if isinstance(model, SliceNetwork) else WINDOW
 
 
-def count_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
-    """How many windows MONAI's sliding window takes over ``shape`` (for progress)."""
-    total = 1
-    for size, r in zip(shape, roi):
-        if size <= r:
-            continue
-        step = max(int(r * (1 - overlap)), 1)
-        total *= math.ceil((size - r) / step) + 1
-    return total
+def _counting(
+    predict: Callable[[Any], Any], total: int, progress: ProgressCallback | None, should_stop: Callable[[], bool] | None
+) -> Callable[[Any], Any]:
+    """``predict`` that first checks ``should_stop`` and afterwards reports the windows done of ``total``."""
+    done = 0
+
+    def window(batch):
+        nonlocal done
+        if should_stop is not None and should_stop():
+            raise Cancelled("Segmentation cancelled.")
+        out = predict(batch)
+        done += batch.shape[0]
+        if progress is not None:
+            progress(done, total)
+        return out
+
+    return window
 
 
 def _flip_passes(x: torch.Tensor, flips: Sequence[tuple[int, ...]]):
+    import torch
+
     for axes in flips:
         yield axes, (torch.flip(x, axes) if axes else x)
 
@@ -148,7 +158,7 @@ def predict_regions(
     image: np.ndarray,
     device: torch.device,
     roi_size: Sequence[int] | None = None,
-    overlap: float = 0.25,
+    overlap: float = OVERLAP,
     tta: bool = False,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -157,23 +167,12 @@ def predict_regions(
 
     ``roi_size=None`` runs the whole crop in one pass (padded to a multiple of 16).
     """
+    import torch
     from monai.inferers import sliding_window_inference
 
     flips = FLIP_AXES if tta else FLIP_AXES[:1]
     roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
-    per_pass = count_windows(image.shape[1:], roi, overlap)
-    total, done = per_pass * len(flips), 0
-
-    def window(batch: torch.Tensor) -> torch.Tensor:
-        nonlocal done
-        if should_stop is not None and should_stop():
-            raise Cancelled("Segmentation cancelled.")
-        out = model(batch)
-        done += batch.shape[0]
-        if progress is not None:
-            progress(done, total)
-        return out
-
+    window = _counting(model, count_windows(image.shape[1:], roi, overlap) * len(flips), progress, should_stop)
     x = torch.from_numpy(image[None]).to(device)
     members = []
     with torch.inference_mode():
@@ -187,8 +186,26 @@ def predict_regions(
     return stack.mean(axis=0), spread
 
 
+def predict_regions_onnx(
+    model: OnnxModel,
+    image: np.ndarray,
+    roi_size: Sequence[int] | None = None,
+    overlap: float = OVERLAP,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """:func:`predict_regions` for an ONNX export, on the CPU in numpy (no flips): WT/TC/ET probabilities."""
+    from scipy.special import expit
+
+    roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
+    window = _counting(model, count_windows(image.shape[1:], roi, overlap), progress, should_stop)
+    return expit(sliding_window(image, roi, window, overlap=overlap, batch=WINDOW_BATCH))
+
+
 def _run_with_cpu_fallback(run: Callable[[torch.device], object], device: torch.device):
     """Run on ``device``; if an accelerator lacks an op or returns NaN, run again on the CPU."""
+    import torch
+
     if device.type == "cpu":
         return run(device), False
     try:
@@ -206,10 +223,10 @@ def _run_with_cpu_fallback(run: Callable[[torch.device], object], device: torch.
 
 def segment(
     image: np.ndarray,
-    model: nn.Module,
+    model: nn.Module | OnnxModel,
     device: str | torch.device = "auto",
     roi_size: Sequence[int] | str | None = AUTO,
-    overlap: float = 0.25,
+    overlap: float | None = None,
     tta: bool = False,
     threshold: float = 0.5,
     min_component_fraction: float = MIN_COMPONENT_FRACTION,
@@ -218,21 +235,36 @@ def segment(
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
-    ``roi_size`` is a sliding window, ``None`` one pass over the brain box, and ``"auto"`` the model's own
-    choice (:func:`default_window`). Tumour components
+    ``model`` is a torch network or an ONNX export (CPU only, no ``tta``). ``roi_size`` is a sliding window,
+    ``None`` one pass over the brain box, and ``"auto"`` the model's own choice (:func:`default_window`);
+    ``overlap`` ``None`` is the model's own (an export's metadata, else 0.25). Tumour components
     smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all).
     """
     start = time.perf_counter()
+    onnx = isinstance(model, OnnxModel)
     if roi_size == AUTO:
         roi_size = default_window(model)
-    dev = device if isinstance(device, torch.device) else select_device(device)
+    if overlap is None:
+        overlap = model.overlap if onnx else OVERLAP
+    if onnx and tta:
+        raise ValueError("Test-time flips run with the torch backend; load the model for torch to use them.")
+    if onnx and str(device) not in ("auto", "cpu"):
+        raise DeviceError(f"An ONNX model runs on the CPU, not {str(device).upper()}; use the torch backend there.")
     box = brain_box(image)
     crop = normalise(image[(slice(None), *box)])
+    if onnx:
+        probs_crop = predict_regions_onnx(model, crop, roi_size, overlap, progress, should_stop)
+        spread_crop, fell_back, device_name = None, False, "cpu"
+    else:
+        import torch
 
-    def run(d: torch.device):
-        return predict_regions(model.to(d), crop, d, roi_size, overlap, tta, progress, should_stop)
+        dev = device if isinstance(device, torch.device) else select_device(device)
 
-    (probs_crop, spread_crop), fell_back = _run_with_cpu_fallback(run, dev)
+        def run(d: torch.device):
+            return predict_regions(model.to(d), crop, d, roi_size, overlap, tta, progress, should_stop)
+
+        (probs_crop, spread_crop), fell_back = _run_with_cpu_fallback(run, dev)
+        device_name = "cpu" if fell_back else dev.type
     probabilities = np.zeros((probs_crop.shape[0], *image.shape[1:]), dtype=np.float32)
     probabilities[(slice(None), *box)] = probs_crop
     uncertainty = None
@@ -247,7 +279,8 @@ def segment(
         labels=labels,
         probabilities=probabilities,
         uncertainty=uncertainty,
-        device="cpu" if fell_back else dev.type,
+        device=device_name,
         seconds=time.perf_counter() - start,
         fell_back_to_cpu=fell_back,
+        backend="onnx" if onnx else "torch",
     )

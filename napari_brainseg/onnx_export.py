@@ -9,7 +9,7 @@ run on the same random input and must agree within :data:`TOLERANCE`.
 
 Example:
     >>> export_onnx("bundled", precision="fp16")  # doctest: +SKIP
-    PosixPath('.../napari_brainseg/weights/brainseg_unet3d.onnx')
+    (PosixPath('.../napari_brainseg/weights/brainseg_unet3d.onnx'), 2.2e-05)
 """
 
 from __future__ import annotations
@@ -99,9 +99,11 @@ def largest_difference(model: torch.nn.Module, exported: OnnxModel, shape: tuple
     return float(np.abs(got - expected).max())
 
 
-def export_onnx(checkpoint: str | Path = "bundled", out: str | Path | None = None, precision: str = "fp32") -> Path:
+def export_onnx(
+    checkpoint: str | Path = "bundled", out: str | Path | None = None, precision: str = "fp32"
+) -> tuple[Path, float]:
     """Export a checkpoint to ``out`` (default: beside it, ``.pt`` -> ``.onnx``), replacing it only once the new
-    export has been checked to agree with the checkpoint; returns its path."""
+    export has been checked to agree with the checkpoint; returns its path and :func:`largest_difference`."""
     import onnx
 
     if precision not in PRECISIONS:
@@ -132,4 +134,4 @@ def export_onnx(checkpoint: str | Path = "bundled", out: str | Path | None = Non
                 f"The {precision} ONNX export of {source.name} disagrees with it (probabilities differ by up to "
                 f"{difference:.3g} on a random input, more than {TOLERANCE[precision]}); it was not written."
             )
-    return out
+    return out, difference

@@ -33,6 +33,10 @@ FORMAT_VERSION = 1
 SUFFIX = ".onnx"
 PRECISIONS = ("fp32", "fp16", "int8")
 """fp32; fp16 weights (computed in fp32); int8 weights and activations (ONNX Runtime dynamic quantization)."""
+SHIPPED_PRECISION = "fp16"
+"""The precision of the bundled export and the default of ``napari-brainseg export-onnx``: the smallest and
+fastest whose validation Dice stays within 0.005 of fp32 (``benchmarks/precision.py``, weights/MODEL_CARD.md).
+Exports made on first use of a checkpoint are fp32."""
 INPUT, OUTPUT = "image", "logits"
 
 
@@ -140,8 +144,8 @@ def open_onnx(path: str | Path, fingerprint: str | None = None) -> OnnxModel:
         raise OnnxModelError(
             f"{path} was not exported from the checkpoint beside it (fingerprint "
             f"{meta.get('checkpoint_sha256', 'none')[:12]}, checkpoint {fingerprint[:12]}): the checkpoint changed "
-            "after the export. Export it again with `napari-brainseg export-onnx CHECKPOINT --overwrite`, or "
-            "delete the .onnx file."
+            "after the export. Export it again with `napari-brainseg export-onnx CHECKPOINT`, or delete the "
+            ".onnx file."
         )
     window = json.loads(meta["window"])
     return OnnxModel(
@@ -187,9 +191,9 @@ def _export_once(checkpoint: Path) -> Path:
         ) from None
     try:
         try:
-            return export_onnx(checkpoint, onnx_path_beside(checkpoint))
+            return export_onnx(checkpoint, onnx_path_beside(checkpoint))[0]
         except OSError:  # e.g. a read-only install or a shared model folder
-            return export_onnx(checkpoint, cached_onnx_path(checkpoint_sha256(checkpoint)))
+            return export_onnx(checkpoint, cached_onnx_path(checkpoint_sha256(checkpoint)))[0]
     except OnnxModelError:
         raise
     except Exception as err:  # noqa: BLE001 -- the exporter fails in many ways on networks it cannot trace

@@ -48,7 +48,7 @@ def no_cache(tmp_path: Path, monkeypatch) -> Path:
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_an_export_computes_what_its_checkpoint_computes(checkpoint, precision):
-    path = export_onnx(checkpoint, precision=precision)
+    path, _ = export_onnx(checkpoint, precision=precision)
     assert path == checkpoint.with_suffix(".onnx")
     exported = open_onnx(path, checkpoint_sha256(checkpoint))
     network, info = load_model(checkpoint)
@@ -72,7 +72,7 @@ def test_fp16_weights_halve_the_file_and_compute_in_fp32(checkpoint):
 
 
 def test_the_metadata_say_all_the_cpu_path_needs(checkpoint):
-    exported = open_onnx(export_onnx(checkpoint))
+    exported = open_onnx(export_onnx(checkpoint)[0])
     meta = exported.session.get_modelmeta().custom_metadata_map
     _, info = load_model(checkpoint)
     assert exported.info == info
@@ -83,7 +83,7 @@ def test_the_metadata_say_all_the_cpu_path_needs(checkpoint):
 
 
 def test_an_export_that_does_not_belong_to_its_checkpoint_is_refused(checkpoint, other_checkpoint, no_cache):
-    shutil.copy(export_onnx(checkpoint), onnx_path_beside(other_checkpoint))
+    shutil.copy(export_onnx(checkpoint)[0], onnx_path_beside(other_checkpoint))
     with pytest.raises(OnnxModelError, match=r"not exported from the checkpoint beside it.*export-onnx"):
         load_onnx_model(other_checkpoint)
 

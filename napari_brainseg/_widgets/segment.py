@@ -14,6 +14,7 @@ from qtpy.QtWidgets import QStyledItemDelegate
 from superqt.utils import qdebounced
 
 from .. import registry
+from ..backend import load_for_inference
 from ..inference import DEVICES, Cancelled, DeviceError, Segmentation, available_devices, segment, select_device
 from ..io import BratsInputError
 from ..labels import region_volumes_ml
@@ -25,7 +26,7 @@ from ..layers import (
     stack_modalities,
     uncertainty_layer_data,
 )
-from ..model import CheckpointError, ModelInfo, info_from_dict, load_model, read_checkpoint
+from ..model import CheckpointError, ModelInfo, info_from_dict, read_checkpoint
 from . import RunsInBackground, Status, add_layers, connect_while_alive
 
 if TYPE_CHECKING:
@@ -42,9 +43,11 @@ def _segment_in_background(
 ) -> Generator[tuple[int, int], None, tuple[Segmentation, ModelInfo] | None]:
     """Load the model and segment on a helper thread, yielding ``(done, total)`` progress.
 
+    On the CPU without flips the model runs with ONNX Runtime, otherwise with torch (:mod:`~napari_brainseg.backend`).
     Returns ``None`` when cancelled (``stop`` set): the wait ends at once, inference at its next window.
     """
-    model, info = load_model(checkpoint)
+    loaded = load_for_inference(checkpoint, device=device, tta=tta)
+    model, info, device = loaded.model, loaded.info, loaded.device
     messages: queue.SimpleQueue = queue.SimpleQueue()
 
     def run() -> None:
