@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_brainseg.inference import segment
+from napari_brainseg.inference import labels_from_probabilities, segment
 from napari_brainseg.io import load_case
-from napari_brainseg.labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
 from napari_brainseg.model import load_model
 from napari_brainseg.training.data import discover_cases, read_split
 from napari_brainseg.training.evaluate import mean_scores, region_scores
@@ -29,17 +28,6 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2
 THRESHOLDS = (0.4, 0.5, 0.6)
 CLEANUPS = (0.0, 0.1, 0.3)
 ET_MIN_VOXELS = (0, 250, 500, 1000)
-
-
-def postprocess(probabilities: np.ndarray, brain: np.ndarray, threshold: float, cleanup: float,
-                et_min_voxels: int) -> np.ndarray:
-    """Labels from WT/TC/ET probabilities with one combination of the options."""
-    labels = labels_from_regions((probabilities > threshold) & brain)
-    if cleanup:
-        labels[minor_components(labels, cleanup)] = BACKGROUND
-    if et_min_voxels:
-        labels[small_enhancing(labels, et_min_voxels)] = NCR
-    return labels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         result = segment(case.image, model, device="cpu", min_component_fraction=0)
         brain = np.any(case.image != 0, axis=0)
         for key in grid:
-            rows[key].append(region_scores(postprocess(result.probabilities, brain, *key), case.seg, case.spacing))
+            rows[key].append(region_scores(labels_from_probabilities(result.probabilities, brain, *key), case.seg, case.spacing))
         print(f"done {case.case_id}", file=sys.stderr, flush=True)
 
     summary = {key: mean_scores(v) for key, v in rows.items()}

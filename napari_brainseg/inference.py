@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .labels import BACKGROUND, labels_from_regions, minor_components
+from .labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
 from .onnx_model import OnnxModel
 from .preprocess import BRAIN_MARGIN, brain_box, normalise  # noqa: F401 -- BRAIN_MARGIN re-exported
 from .window import OVERLAP, count_windows, sliding_window
@@ -50,6 +50,8 @@ AUTO = "auto"
 """``roi_size`` that lets the model decide: :data:`WINDOW` for a 3-D network, one pass for a slice network."""
 MIN_COMPONENT_FRACTION = 0.1
 """Default clean-up: drop tumour components smaller than this share of the largest."""
+MIN_ENHANCING_VOXELS = 0
+"""Default small-ET rule: an enhancing tumour of fewer voxels than this in all becomes NCR/NET (0: off)."""
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -221,6 +223,22 @@ def _run_with_cpu_fallback(run: Callable[[torch.device], object], device: torch.
     return result, False
 
 
+def labels_from_probabilities(probabilities: np.ndarray, brain: np.ndarray, threshold: float = 0.5,
+                              min_component_fraction: float = MIN_COMPONENT_FRACTION,
+                              min_enhancing_voxels: int = MIN_ENHANCING_VOXELS) -> np.ndarray:
+    """BraTS labels from (3, Z, Y, X) WT/TC/ET probabilities: threshold inside the brain, then the clean-ups.
+
+    Tumour components smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all); then an
+    enhancing tumour of fewer than ``min_enhancing_voxels`` voxels in all becomes NCR/NET (0: off).
+    """
+    labels = labels_from_regions((probabilities > threshold) & brain)
+    if min_component_fraction > 0:
+        labels[minor_components(labels, min_component_fraction)] = BACKGROUND
+    if min_enhancing_voxels > 0:
+        labels[small_enhancing(labels, min_enhancing_voxels)] = NCR
+    return labels
+
+
 def segment(
     image: np.ndarray,
     model: nn.Module | OnnxModel,
@@ -230,6 +248,7 @@ def segment(
     tta: bool = False,
     threshold: float = 0.5,
     min_component_fraction: float = MIN_COMPONENT_FRACTION,
+    min_enhancing_voxels: int = MIN_ENHANCING_VOXELS,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Segmentation:
@@ -238,7 +257,8 @@ def segment(
     ``model`` is a torch network or an ONNX export (CPU only, no ``tta``). ``roi_size`` is a sliding window,
     ``None`` one pass over the brain box, and ``"auto"`` the model's own choice (:func:`default_window`);
     ``overlap`` ``None`` is the model's own (an export's metadata, else 0.25). Tumour components
-    smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all).
+    smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all), and an enhancing tumour
+    of fewer than ``min_enhancing_voxels`` voxels becomes NCR/NET (see :func:`labels_from_probabilities`).
     """
     start = time.perf_counter()
     onnx = isinstance(model, OnnxModel)
@@ -272,9 +292,7 @@ def segment(
         uncertainty = np.zeros(image.shape[1:], dtype=np.float32)
         uncertainty[box] = spread_crop
     brain = np.any(image != 0, axis=0)
-    labels = labels_from_regions((probabilities > threshold) & brain)
-    if min_component_fraction > 0:
-        labels[minor_components(labels, min_component_fraction)] = BACKGROUND
+    labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels)
     return Segmentation(
         labels=labels,
         probabilities=probabilities,

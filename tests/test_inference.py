@@ -193,3 +193,15 @@ def test_normalise_z_scores_each_channel_over_the_brain_and_keeps_background_zer
         assert not channel[~brain].any()
         assert channel[brain].mean() == pytest.approx(0, abs=1e-4)
         assert channel[brain].std() == pytest.approx(1, abs=1e-3)
+
+
+def test_labels_from_probabilities_relabels_a_small_enhancing_tumour_as_core_only_when_asked():
+    probabilities = np.zeros((3, 6, 6, 6), dtype=np.float32)
+    probabilities[0, 1:5, 1:5, 1:5] = 0.9  # WT: 64 voxels
+    probabilities[1, 2:4, 2:4, 2:4] = 0.9  # TC: 8 voxels
+    probabilities[2, 2, 2, 2:4] = 0.9  # ET: 2 voxels
+    brain = np.ones((6, 6, 6), dtype=bool)
+    kept = inference.labels_from_probabilities(probabilities, brain, min_enhancing_voxels=0)
+    assert (kept == 4).sum() == 2 and (kept == 1).sum() == 6
+    relabelled = inference.labels_from_probabilities(probabilities, brain, min_enhancing_voxels=3)
+    assert (relabelled == 4).sum() == 0 and (relabelled == 1).sum() == 8 and (relabelled == 2).sum() == 56
