@@ -24,7 +24,7 @@ import torch
 
 from .atomic import atomic_path
 from .inference import default_window
-from .model import load_model, resolve_model_path
+from .model import ModelInfo, load_model, resolve_model_path
 from .onnx_model import (
     INPUT,
     OUTPUT,
@@ -99,24 +99,21 @@ def largest_difference(model: torch.nn.Module, exported: OnnxModel, shape: tuple
     return float(np.abs(got - expected).max())
 
 
-def export_onnx(
-    checkpoint: str | Path = "bundled", out: str | Path | None = None, precision: str = "fp32"
+def export_network(
+    model: torch.nn.Module, info: ModelInfo, out: str | Path, fingerprint: str, precision: str = "fp32"
 ) -> tuple[Path, float]:
-    """Export a checkpoint to ``out`` (default: beside it, ``.pt`` -> ``.onnx``), replacing it only once the new
-    export has been checked to agree with the checkpoint; returns its path and :func:`largest_difference`."""
+    """Write ``model`` as an ONNX export at ``out`` with its metadata, replacing a file there only once the new
+    export has been checked to agree with ``model``; returns its path and :func:`largest_difference`."""
     import onnx
 
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
-    source = resolve_model_path(checkpoint)
-    out = Path(out) if out is not None else onnx_path_beside(source)
-    fingerprint = checkpoint_sha256(source)
-    model, info = load_model(source)
     if isinstance(model, SliceNetwork):
         raise OnnxModelError(
-            f"{source.name} is a 2.5-D slice network, which cannot be exported to ONNX (its loop over slices "
+            f"{info.model_id} is a 2.5-D slice network, which cannot be exported to ONNX (its loop over slices "
             "depends on the input's shape); it runs with the torch backend."
         )
+    out = Path(out)
     window = default_window(model)
     shape = (1, len(info.channels), *(window or CHECK_SHAPE_ONE_PASS))
     proto = to_onnx(model, shape)
@@ -131,7 +128,18 @@ def export_onnx(
         difference = largest_difference(model, open_onnx(temp, fingerprint), shape)
         if difference > TOLERANCE[precision]:
             raise OnnxModelError(
-                f"The {precision} ONNX export of {source.name} disagrees with it (probabilities differ by up to "
-                f"{difference:.3g} on a random input, more than {TOLERANCE[precision]}); it was not written."
+                f"The {precision} ONNX export of {info.model_id} disagrees with the model (probabilities differ "
+                f"by up to {difference:.3g} on a random input, more than {TOLERANCE[precision]}); it was not written."
             )
     return out, difference
+
+
+def export_onnx(
+    checkpoint: str | Path = "bundled", out: str | Path | None = None, precision: str = "fp32"
+) -> tuple[Path, float]:
+    """Export a checkpoint (``"bundled"`` or a path) to ``out``, by default beside it (``.pt`` -> ``.onnx``), with
+    its fingerprint; see :func:`export_network`."""
+    source = resolve_model_path(checkpoint)
+    model, info = load_model(source)
+    out = out if out is not None else onnx_path_beside(source)
+    return export_network(model, info, out, checkpoint_sha256(source), precision)

@@ -62,13 +62,18 @@ def test_an_export_computes_what_its_checkpoint_computes(checkpoint, precision):
     assert exported.precision == precision
 
 
-def test_fp16_weights_halve_the_file_and_compute_in_fp32(checkpoint):
+def test_fp16_weights_store_every_weight_in_half_and_keep_float32_input_and_output(checkpoint):
+    from onnx import TensorProto
+
     network, _ = load_model(checkpoint)
     proto = to_onnx(network, (1, 4, 32, 32, 32))
-    size = proto.ByteSize()
+    floats = {t.name: len(t.raw_data) for t in proto.graph.initializer if t.data_type == TensorProto.FLOAT}
     half = fp16_weights(proto)
-    assert half.ByteSize() < 0.6 * size
-    assert half.graph.input[0].type.tensor_type.elem_type == 1, "the input stays float32"
+    halves = {t.name: len(t.raw_data) for t in half.graph.initializer if t.data_type == TensorProto.FLOAT16}
+    assert not [t.name for t in half.graph.initializer if t.data_type == TensorProto.FLOAT]
+    assert sum(halves.values()) * 2 == sum(floats.values())
+    assert half.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert half.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
 
 
 def test_the_metadata_say_all_the_cpu_path_needs(checkpoint):

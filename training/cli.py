@@ -248,8 +248,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     roi = None if args.one_pass else (args.roi_size or AUTO)
     rows = evaluate_cases(loaded.model, cases, device=loaded.device, tta=args.tta, roi_size=roi,
                           progress=lambda i, n, row: print(f"[{i}/{n}] {row['case_id']}", file=sys.stderr))
-    print(f"Model {info.model_id} (version {info.version}, {loaded.backend} on {loaded.device}) "
-          f"on {len(rows)} case(s):")
+    print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s), {loaded.backend} on "
+          f"{loaded.device}:")
     print(format_table(rows))
     for path in args.report or []:
         print(f"Wrote {write_report(rows, path)}")
