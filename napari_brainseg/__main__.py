@@ -18,15 +18,19 @@ mistakes are reported at once.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from .atomic import atomic_path
+from .atomic import NO_SPACE, atomic_path, write_problem
 from .onnx_model import PRECISIONS, SHIPPED_PRECISION
 from .training.cli import BACKEND_CHOICES, BACKEND_HELP, DEVICE_CHOICES, MODEL_HELP, add_training_commands
 
@@ -184,13 +188,27 @@ def plan_outputs(cases: list[CaseFiles], output: str | None, output_dir: str | N
 
 
 def write_nifti_atomic(image: nib.Nifti1Image, path: Path, overwrite: bool) -> None:
-    """Save a NIfTI image through a temporary file in the same folder, renamed into place at the end."""
+    """Save a NIfTI image through a temporary file in the same folder, renamed into place at the end.
+
+    A full disk or a refused write raises an ``OSError`` naming the file, the disk, and what became of the old file.
+    """
     import nibabel as nib
 
-    with atomic_path(path) as temp:
-        nib.save(image, temp)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} appeared while segmenting; pass --overwrite to replace it.")
+    existed = path.exists()
+    try:
+        with atomic_path(path) as temp:
+            nib.save(image, temp)
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{path} appeared while segmenting; pass --overwrite to replace it.")
+    except OSError as err:
+        problem = write_problem(err, path.parent)
+        if problem is None:
+            raise
+        kept = f"the existing {path.name} there was kept as it was" if existed else "no partial file was left"
+        advice = "Free some space or choose" if err.errno in NO_SPACE else "Choose"
+        raise OSError(
+            f"could not write {path}: {problem}; {kept}. {advice} another output folder, then run again."
+        ) from None
 
 
 def _segment_one(case: LoadedCase, output: Path, model, device, args: argparse.Namespace) -> None:
@@ -209,35 +227,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     cases = [find_case(path) for path in args.cases]
     outputs = plan_outputs(cases, args.output, args.output_dir, args.overwrite)
-    failed = 0
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        # Each case is read while the one before is segmented, and the first while the model loads.
-        loads = [reader.submit(load_case, cases[0], with_seg=False)]
-        from .backend import load_for_inference
-        from .registry import resolve_model
+    failed, written = 0, 0
+    try:
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            # Each case is read while the one before is segmented, and the first while the model loads.
+            loads = [reader.submit(load_case, cases[0], with_seg=False)]
+            from .backend import load_for_inference
+            from .registry import resolve_model
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            loaded = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
-        for warning in caught:
-            print(f"warning: {warning.message}", file=sys.stderr)
-        model, info, device = loaded.model, loaded.info, loaded.device
-        print(f"Model {info.model_id} (version {info.version}) on {device} ({loaded.backend})", file=sys.stderr)
-        for i, (files, output) in enumerate(zip(cases, outputs), start=1):
-            if i < len(cases):
-                loads.append(reader.submit(load_case, cases[i], with_seg=False))
-            tag = f"[{i}/{len(cases)}] {files.case_id}"
-            print(f"{tag}: segmenting...", file=sys.stderr, flush=True)
-            start = time.perf_counter()
-            try:
-                _segment_one(loads[i - 1].result(), output, model, device, args)
-            except (ValueError, RuntimeError, OSError, MemoryError) as err:
-                failed += 1
-                print(f"error: {tag}: {err}", file=sys.stderr)
-                continue
-            finally:
-                loads[i - 1] = None  # release the case's images
-            print(f"{tag}: wrote {output} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                loaded = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
+            for warning in caught:
+                print(f"warning: {warning.message}", file=sys.stderr)
+            model, info, device = loaded.model, loaded.info, loaded.device
+            print(f"Model {info.model_id} (version {info.version}) on {device} ({loaded.backend})", file=sys.stderr)
+            for i, (files, output) in enumerate(zip(cases, outputs), start=1):
+                if i < len(cases):
+                    loads.append(reader.submit(load_case, cases[i], with_seg=False))
+                tag = f"[{i}/{len(cases)}] {files.case_id}"
+                print(f"{tag}: segmenting...", file=sys.stderr, flush=True)
+                start = time.perf_counter()
+                try:
+                    _segment_one(loads[i - 1].result(), output, model, device, args)
+                except (ValueError, RuntimeError, OSError, MemoryError) as err:
+                    failed += 1
+                    print(f"error: {tag}: {err}", file=sys.stderr)
+                    continue
+                finally:
+                    loads[i - 1] = None  # release the case's images
+                written += 1
+                print(f"{tag}: wrote {output} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        print(f"error: {_stopped_by(stop)} after writing {written} of {len(cases)} outputs; outputs already "
+              "written are complete, the current one was not written and no partial file is left.", file=sys.stderr)
+        return interrupted_status(stop)
     if failed and len(cases) > 1:
         print(f"error: {failed} of {len(cases)} cases failed; see the messages above.", file=sys.stderr)
     return 1 if failed else 0
@@ -271,16 +295,48 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_command(args: argparse.Namespace, interrupted: str = "error: interrupted.") -> int:
-    """Run the parsed subcommand; an error becomes an ``error:`` line and status 1, Ctrl+C ``interrupted`` and 130."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, ``kill``), raised like Ctrl+C so that a command stops and cleans up the same way."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return args.func(args)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_status(stop: KeyboardInterrupt) -> int:
+    """The exit status after an interruption: 143 for SIGTERM, 130 for Ctrl+C (128 + the signal's number)."""
+    return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+
+
+def _stopped_by(stop: KeyboardInterrupt) -> str:
+    return "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
+
+
+def run_command(args: argparse.Namespace, interrupted: str = "error: interrupted.") -> int:
+    """Run the parsed subcommand; an error becomes an ``error:`` line and status 1, Ctrl+C or SIGTERM
+    ``interrupted`` and status 130 or 143."""
+    try:
+        with sigterm_as_interrupt():
+            return args.func(args)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(interrupted, file=sys.stderr)
-        return 130
+        return interrupted_status(stop)
 
 
 def main(argv: list[str] | None = None) -> int:

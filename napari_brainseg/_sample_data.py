@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from platformdirs import user_cache_dir
 
+from .atomic import temp_folder
 from .io import BratsInputError, CaseFiles, find_case, load_case
 from .layers import LayerDataTuple, case_layers
 from .synthetic import SAMPLE_SHAPE, SYNTHETIC_CASE_ID, write_synthetic_case
@@ -35,11 +35,10 @@ def sample_case_files() -> CaseFiles:
     except BratsInputError:
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete cache: make it again
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.", ignore_cleanup_errors=True)
     try:
-        with staging:
-            write_synthetic_case(staging.name, shape=SAMPLE_SHAPE)
-            os.replace(staging.name, folder)
+        with temp_folder(folder.parent, folder.name) as staging:
+            write_synthetic_case(staging, shape=SAMPLE_SHAPE)
+            os.replace(staging, folder)
     except OSError:
         if not folder.is_dir():  # not a race with another process that wrote it first
             raise

@@ -12,6 +12,8 @@ Layout::
 
 A version is never overwritten. Each is built in a hidden temporary folder next to the versions and
 renamed into place in one step, so a failed export leaves nothing behind and earlier versions untouched.
+The temporary folder of an export killed outright is removed by the next export into the dataset
+(:mod:`napari_brainseg.atomic` says how it tells a dead export from a running one).
 ``training.data.discover_cases`` reads such a dataset and uses the newest version of each case.
 
 Example:
@@ -29,7 +31,7 @@ import json
 import os
 import re
 import shutil
-import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _package_version
@@ -38,6 +40,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .atomic import NO_SPACE, remove_left_overs, temp_folder, write_problem
 from .diff import diff_counts
 from .io import MODALITIES, SUFFIXES_2018, CaseFiles, Geometry
 from .labels import LabelError, check_labels, region_volumes_ml
@@ -46,9 +49,7 @@ SIDECAR_NAME = "provenance.json"
 SIDECAR_FORMAT = "napari-brainseg-correction"
 SIDECAR_FORMAT_VERSION = 1
 VERSION_DIR = re.compile(r"^v(\d+)$")
-_TEMP_PREFIX = ".export-"
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+_TEMP_NAME = "export"
 
 
 class ExportError(RuntimeError):
@@ -147,16 +148,12 @@ def _write_version(folder: Path, files: CaseFiles, geometry: Geometry, labels: n
 
 
 def _failure_message(err: BaseException, case_dir: Path) -> str:
-    code = getattr(err, "errno", None)
-    if code in _NO_SPACE:
+    problem = write_problem(err, case_dir)
+    if problem:
+        advice = "Free some space or choose" if getattr(err, "errno", None) in NO_SPACE else "Choose"
         return (
-            f"Export failed: the disk holding {case_dir} is full. Free some space or choose another "
-            "corrections folder, then export again. Nothing was written; earlier versions are intact."
-        )
-    if code in _NO_PERMISSION:
-        return (
-            f"Export failed: no permission to write in {case_dir}. Choose a corrections folder you can "
-            "write to, then export again. Nothing was written; earlier versions are intact."
+            f"Export failed: {problem}. {advice} another corrections folder you can write to, then export "
+            "again. Nothing was written; earlier versions are intact."
         )
     if isinstance(err, FileNotFoundError) and err.filename and not str(err.filename).startswith(str(case_dir)):
         return (
@@ -211,12 +208,13 @@ def export_correction(
     folder: Path | None = None
     try:
         case_dir.mkdir(parents=True, exist_ok=True)
+        _remove_left_overs(case_dir.parent)
         # What is left of the temporary folder is removed on leaving the block: nothing once it is published.
-        with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX, dir=case_dir, ignore_cleanup_errors=True) as temp:
+        with temp_folder(case_dir, _TEMP_NAME) as temp:
             version = max(existing_versions(case_dir), default=0) + 1
             sidecar = _sidecar(files, geometry, labels, prediction, version, model_id, model_version)
-            _write_version(Path(temp), files, geometry, labels, sidecar)
-            folder = _publish(Path(temp), case_dir, sidecar)
+            _write_version(temp, files, geometry, labels, sidecar)
+            folder = _publish(temp, case_dir, sidecar)
     except Exception as err:
         raise ExportError(_failure_message(err, case_dir)) from err
     finally:
@@ -228,6 +226,14 @@ def export_correction(
         sidecar_path=folder / SIDECAR_NAME,
         version=sidecar["version"],
     )
+
+
+def _remove_left_overs(dataset: Path) -> None:
+    """Remove the temporary folders of exports into ``dataset`` that were killed (any case)."""
+    with suppress(OSError):
+        for case_dir in dataset.iterdir():
+            if not case_dir.name.startswith("."):
+                remove_left_overs(case_dir)
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -7,7 +7,10 @@ import errno
 import importlib.metadata
 import json
 import os
+import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -292,3 +295,59 @@ def test_without_a_prediction_the_sidecar_says_changes_are_unknown(case, dataset
     assert sidecar["changed_by_hand"] is None
     assert sidecar["corrections_vs_prediction"] is None
     assert sidecar["model"] == {"id": None, "version": None}
+
+
+# --- exports killed midway, and exports running side by side ------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The child exports for real and stops after writing the label map into its temporary folder: killed, or
+# paused until told to go on (the pause is this script's, not a setting of the export).
+EXPORT_AND_STOP = """
+import os, pickle, signal, sys, nibabel
+from napari_brainseg.export import export_correction
+args = pickle.load(open(sys.argv[1], "rb"))
+real_save = nibabel.save
+def save_then_stop(image, path):
+    real_save(image, path)
+    print(path, flush=True)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    sys.stdin.readline()
+nibabel.save = save_then_stop
+print(export_correction(*args).folder.name, flush=True)
+"""
+
+
+def start_export(tmp_path: Path, case: LoadedCase, dataset: Path, how: str) -> tuple[subprocess.Popen, Path]:
+    """An export of ``case`` in a child process, stopped in the middle; returns it and its temporary folder."""
+    (tmp_path / "args.pkl").write_bytes(pickle.dumps((dataset, case.files, case.geometry, corrected(case.seg))))
+    child = subprocess.Popen([sys.executable, "-c", EXPORT_AND_STOP, str(tmp_path / "args.pkl"), how], cwd=REPO_ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    temp = Path(child.stdout.readline().strip()).parent
+    assert temp.parent == dataset / case.case_id and temp.name.startswith(".export~tmp~")
+    return child, temp
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_the_folder_of_a_killed_export_is_removed_by_the_next_export_of_any_case(case, make_case, dataset, tmp_path):
+    export_correction(dataset, case.files, case.geometry, case.seg)
+    child, temp = start_export(tmp_path, case, dataset, "kill")
+    child.wait(timeout=120)
+    assert temp.is_dir(), "a hard kill cannot clean up"
+
+    other = load_case(make_case(case_id="Other_001"))
+    export_correction(dataset, other.files, other.geometry, other.seg)
+    assert not temp.exists()
+    assert sorted(p.name for p in (dataset / CASE_ID).iterdir()) == ["v001"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process checks")
+def test_an_export_still_running_is_never_disturbed_by_another(case, dataset, tmp_path):
+    child, temp = start_export(tmp_path, case, dataset, "pause")
+    mine = export_correction(dataset, case.files, case.geometry, case.seg)
+    assert temp.is_dir() and mine.version == 1
+    out, _ = child.communicate("go on\n", timeout=120)
+    assert child.returncode == 0 and out.split()[-1] == "v002"
+    assert sorted(p.name for p in (dataset / CASE_ID).iterdir()) == ["v001", "v002"]
+    assert [f.folder.name for f in discover_cases([dataset], all_versions=True)] == ["v001", "v002"]

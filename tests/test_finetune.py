@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from napari_brainseg.__main__ import main
+from napari_brainseg.export import SIDECAR_NAME
 from napari_brainseg.model import load_model, read_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
 from napari_brainseg.training.evaluate import compare_scores, format_comparison
@@ -38,6 +39,7 @@ def datasets(tmp_path_factory) -> tuple[Path, Path]:
         write_synthetic_case(root / "original" / case_id, case_id, shape=SHAPE, seed=seed)
     for version, case_id in (("v001", "Case_000"), ("v001", "Case_001"), ("v002", "Case_001")):
         write_synthetic_case(root / "corrections" / case_id / version, case_id, shape=SHAPE, seed=20)
+        (root / "corrections" / case_id / version / SIDECAR_NAME).write_text("{}")  # as an export leaves it
     return root / "corrections", root / "original"
 
 

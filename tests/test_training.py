@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from napari_brainseg.synthetic import write_synthetic_case
 from napari_brainseg.training.evaluate import HD95_EMPTY, region_scores
 from napari_brainseg.training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, STATE_FILE, TrainConfig, Trainer
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (40, 48, 32)
 CASE_IDS = [f"Case_{i:03d}" for i in range(4)]
 TINY_ARCH = {"channels": [4, 8], "strides": [2], "num_res_units": 1}
@@ -245,3 +249,39 @@ def test_hd95_is_measured_in_millimetres_with_the_voxel_spacing():
     assert region_scores(shifted, truth, (3, 1, 1))["HD95_WT"] == pytest.approx(6)
     assert region_scores(shifted, truth, (1, 1, 1))["Dice_WT"] == pytest.approx(3 / 5)
 
+
+
+# The child trains for real and is killed (SIGKILL) while it writes state.pt at the end of epoch 2.
+KILLED_DURING_STATE_WRITE = """
+import json, os, signal, sys, torch
+from napari_brainseg.training.train import TrainConfig, Trainer
+real_save, saves = torch.save, []
+def save_then_die(obj, path, *args, **kwargs):
+    saves.append(path)
+    if len(saves) == 4:  # epoch 1: model.pt, state.pt; epoch 2: model.pt, then state.pt
+        open(path, "wb").write(b"half a state")
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_save(obj, path, *args, **kwargs)
+torch.save = save_then_die
+Trainer(TrainConfig(**json.loads(sys.argv[1])), log=lambda _: None).fit()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_run_killed_while_writing_a_checkpoint_resumes_loads_and_leaves_no_temporary_file(data_dir, tmp_path):
+    quiet = lambda _: None
+    uninterrupted = Trainer(tiny_config(data_dir, tmp_path / "a"), log=quiet).fit()
+    run = tmp_path / "b"
+    config = json.dumps(asdict(tiny_config(data_dir, run)))
+    child = subprocess.run([sys.executable, "-c", KILLED_DURING_STATE_WRITE, config], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert child.returncode == -9, child.stderr
+    assert [p.name.split("~")[0] for p in run.glob(".*")] == [".state"], "the kill left its temporary file"
+    load_model(run / MODEL_FILE)  # the checkpoint under its final name is always whole
+
+    resumed = Trainer(tiny_config(data_dir, run), log=quiet)
+    assert (resumed.epoch, resumed.step) == (1, 2)
+    path = resumed.fit()
+    assert not list(run.glob(".*")), "the resumed run removed the dead writer's temporary file"
+    a, b = load_model(uninterrupted)[0].state_dict(), load_model(path)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,13 +4,20 @@ how patches are drawn."""
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_brainseg.io import BratsInputError
+from napari_brainseg.export import SIDECAR_NAME, export_correction
+from napari_brainseg.io import BratsInputError, load_case
 from napari_brainseg.labels import ET, ET_2023
 from napari_brainseg.training.data import (
+    IncompleteVersionWarning,
     discover_cases,
     is_correction,
     load_training_case,
@@ -21,6 +28,8 @@ from napari_brainseg.training.data import (
     training_transforms,
     write_split,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cases_in_both_brats_namings_are_found_recursively(make_case, tmp_path):
@@ -58,16 +67,23 @@ def test_a_training_case_is_cropped_to_the_brain_and_normalised(make_case):
     assert abs(float(image[0][brain].mean())) < 1e-3 and abs(float(image[0][brain].std()) - 1) < 1e-2
 
 
+def make_correction(make_case, case_id: str, version: str, seed: int = 0, **changes):
+    """A corrections version as an export writes it (the four modalities, labels, the sidecar)."""
+    files = make_case(case_id, folder=f"corrections/{case_id}/{version}", seed=seed, **changes)
+    (files.folder / SIDECAR_NAME).write_text("{}")
+    return files
+
+
 def test_the_newest_version_of_a_corrected_case_is_used(make_case, tmp_path):
     for version, seed in (("v001", 1), ("v002", 2), ("v010", 3)):
-        make_case("Case_1", folder=f"corrections/Case_1/{version}", seed=seed)
+        make_correction(make_case, "Case_1", version, seed)
     (chosen,) = discover_cases([tmp_path / "corrections"])
     assert chosen.folder.name == "v010" and is_correction(chosen)
 
 
 def test_all_versions_lists_every_export_oldest_first(make_case, tmp_path):
     for version in ("v001", "v002"):
-        make_case("Case_1", folder=f"corrections/Case_1/{version}")
+        make_correction(make_case, "Case_1", version)
     found = discover_cases([tmp_path / "corrections"], all_versions=True)
     assert [c.folder.name for c in found] == ["v001", "v002"]
 
@@ -76,11 +92,92 @@ def test_all_versions_lists_every_export_oldest_first(make_case, tmp_path):
 def test_a_correction_replaces_the_original_case_whatever_the_folder_order(make_case, tmp_path, corrections_first):
     make_case("Case_1", folder="original/Case_1")
     make_case("Case_2", folder="original/Case_2")
-    make_case("Case_1", folder="corrections/Case_1/v001", seed=5)
+    make_correction(make_case, "Case_1", "v001", seed=5)
     folders = [tmp_path / "original", tmp_path / "corrections"]
     found = {c.case_id: c for c in discover_cases(folders[::-1] if corrections_first else folders)}
     assert is_correction(found["Case_1"]) and found["Case_1"].folder.name == "v001"
     assert not is_correction(found["Case_2"])
+
+
+def lose(files, what: str) -> None:
+    """Take one file out of a corrections version, as a hand edit or a partial copy would."""
+    {"sidecar": files.folder / SIDECAR_NAME, "labels": files.seg, "t1ce": files.images["t1ce"]}[what].unlink()
+
+
+@pytest.mark.parametrize(("lost", "reason"), [("sidecar", f"no {SIDECAR_NAME} sidecar"), ("labels", "no labels"),
+                                              ("t1ce", "Missing modality: T1ce")])
+def test_an_incomplete_version_is_reported_by_case_and_version_and_an_older_one_used(make_case, tmp_path, lost,
+                                                                                      reason):
+    make_correction(make_case, "Case_1", "v001")
+    lose(make_correction(make_case, "Case_1", "v002"), lost)
+    make_correction(make_case, "Case_2", "v001")
+    with pytest.warns(IncompleteVersionWarning) as caught:
+        found = discover_cases([tmp_path / "corrections"])
+    assert [(c.case_id, c.folder.name) for c in found] == [("Case_1", "v001"), ("Case_2", "v001")]
+    (message,) = [str(w.message) for w in caught]
+    assert "case Case_1, version v002, are incomplete and skipped" in message
+    assert reason in message and "its version v001 is used instead" in message
+
+
+def test_a_case_whose_only_version_is_incomplete_falls_back_to_the_original_or_is_left_out(make_case, tmp_path):
+    make_case("Case_1", folder="original/Case_1")
+    lose(make_correction(make_case, "Case_1", "v001"), "sidecar")
+    lose(make_correction(make_case, "Case_2", "v001"), "labels")
+    with pytest.warns(IncompleteVersionWarning) as caught:
+        found = discover_cases([tmp_path / "original", tmp_path / "corrections"])
+    assert [(c.case_id, is_correction(c)) for c in found] == [("Case_1", False)]
+    first, second = (str(w.message) for w in caught)
+    assert "case Case_1, version v001" in first and "the original case in" in first
+    assert "case Case_2, version v001" in second and "the case is left out" in second
+
+
+def test_an_export_published_during_the_walk_is_never_entered_half_written(make_case, tmp_path, monkeypatch):
+    make_correction(make_case, "Case_1", "v001")
+    in_progress = make_correction(make_case, "Case_1", ".export~tmp~1~host~0123abcd").folder
+    real_scandir = os.scandir
+
+    class Listing(list):
+        """A finished listing that, like os.scandir's, is also a context manager and an iterator."""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def __next__(self):
+            if not self:
+                raise StopIteration
+            return self.pop(0)
+
+    def scandir_then_publish(path="."):
+        listing = Listing(real_scandir(path))
+        if Path(path) == in_progress.parent and in_progress.exists():
+            in_progress.rename(in_progress.parent / "v002")  # the export finishes while discovery walks
+        return listing
+
+    monkeypatch.setattr(os, "scandir", scandir_then_publish)
+    found = discover_cases([tmp_path / "corrections"], all_versions=True)
+    assert [c.folder.name for c in found] == ["v001"], "the listing came before v002 existed"
+
+
+def test_discovery_while_exports_run_finds_only_complete_versions(make_case, tmp_path):
+    source = load_case(make_case("Case_1"))
+    dataset = tmp_path / "corrections"
+    export_correction(dataset, source.files, source.geometry, source.seg)
+    script = ("import pickle, sys; from napari_brainseg.export import export_correction\n"
+              "args = pickle.load(open(sys.argv[1], 'rb'))\n"
+              "for _ in range(30): export_correction(*args)")
+    (tmp_path / "args.pkl").write_bytes(pickle.dumps((dataset, source.files, source.geometry, source.seg)))
+    exporters = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "args.pkl")], cwd=REPO_ROOT)
+                 for _ in range(2)]
+    scans = 0
+    while any(e.poll() is None for e in exporters) or not scans:
+        for files in discover_cases([dataset], all_versions=True):
+            assert files.seg is not None and (files.folder / SIDECAR_NAME).is_file()
+        scans += 1
+    assert all(e.returncode == 0 for e in exporters)
+    assert len(discover_cases([dataset], all_versions=True)) == 61
 
 
 def test_a_missing_data_folder_or_no_cases_is_explained(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from napari_brainseg import registry
 from napari_brainseg._widgets.retrain import RetrainWidget
 from napari_brainseg._widgets.segment import SegmentWidget
+from napari_brainseg.export import SIDECAR_NAME
 from napari_brainseg.synthetic import write_synthetic_case
 
 SHAPE = (40, 48, 32)
@@ -32,6 +33,7 @@ def base(tiny_checkpoint) -> registry.ModelEntry:
 def data(tmp_path) -> tuple[Path, Path]:
     """(corrections, original): one corrected case and three original ones."""
     write_synthetic_case(tmp_path / "corrections" / "Case_000" / "v001", "Case_000", shape=SHAPE, seed=10)
+    (tmp_path / "corrections" / "Case_000" / "v001" / SIDECAR_NAME).write_text("{}")  # as an export leaves it
     for seed in range(3):
         write_synthetic_case(tmp_path / "original" / f"Case_{seed:03d}", f"Case_{seed:03d}", shape=SHAPE, seed=seed)
     return tmp_path / "corrections", tmp_path / "original"

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .defaults import DEFAULT_DATA, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH
@@ -212,9 +213,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from napari_brainseg.registry import register_model
+    from napari_brainseg.registry import RegistryWarning, register_model
 
-    entry = register_model(args.checkpoint, name=args.name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RegistryWarning)
+        try:
+            entry = register_model(args.checkpoint, name=args.name)
+        finally:  # malformed index entries are named whether or not the registration succeeds
+            for warning in caught:
+                print(f"warning: {warning.message}", file=sys.stderr)
     print(f"Registered model {entry.name!r} ({entry.model_id}, version {entry.version}): {entry.path}")
     return 0
 

@@ -1,9 +1,11 @@
 """Training data: find labelled cases in BraTS folders and corrections datasets, split them, sample patches.
 
 Cases are found recursively under each folder given, in either BraTS naming. A corrections dataset
-(written by the plugin's export) holds ``<case_id>/v<N>/`` version folders: the newest version of
-each case is used unless ``all_versions`` is asked for. A corrected case replaces the original case of
-the same id whatever the order of the folders; between two equal candidates the later folder wins.
+(written by the plugin's export) holds ``<case_id>/v<N>/`` version folders: the newest complete version
+of each case is used unless ``all_versions`` is asked for. Exports may run meanwhile: their hidden
+temporary folders are never entered, and an incomplete version (edited by hand) is reported and skipped.
+A corrected case replaces the original case of the same id whatever the order of the folders; between two
+equal candidates the later folder wins.
 
 Fine-tuning mixes a handful of corrected cases with many original ones: :func:`sampling_weights`
 draws the corrected cases for at least a set share of the patches so that they are not drowned.
@@ -17,16 +19,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from napari_brainseg.atomic import write_text_atomic
-from napari_brainseg.export import VERSION_DIR
+from napari_brainseg.export import SIDECAR_NAME, VERSION_DIR
 from napari_brainseg.inference import brain_box, normalise
 from napari_brainseg.io import BratsInputError, CaseFiles, find_case, is_case_folder, load_case
+
+
+class IncompleteVersionWarning(UserWarning):
+    """A corrections version folder that lacks a file was skipped."""
 
 
 def _version_of(files: CaseFiles) -> int:
@@ -39,34 +47,81 @@ def is_correction(files: CaseFiles) -> bool:
     return _version_of(files) > 0
 
 
-def _case_folders(root: Path) -> Iterable[Path]:
-    if is_case_folder(root):
-        yield root
-    for sub in sorted(p for p in root.rglob("*") if p.is_dir()):
-        hidden = any(part.startswith(".") for part in sub.relative_to(root).parts)  # e.g. an export in progress
-        if not hidden and is_case_folder(sub):
-            yield sub
+def _case_folders(root: Path) -> Iterator[Path]:
+    """Folders under ``root`` (itself included) holding BraTS-named files, in path order.
+
+    Hidden folders (an export in progress) are not entered, and a folder removed during the walk is passed over.
+    """
+    for folder, subfolders, _ in os.walk(root):  # os.walk passes over folders that vanish before it lists them
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        try:
+            if is_case_folder(folder):
+                yield Path(folder)
+        except FileNotFoundError:
+            continue
+
+
+def _lacks(files: CaseFiles) -> str | None:
+    """What a corrections version lacks (its labels, its provenance sidecar); None when it is complete."""
+    lacks = [what for what, present in (("labels", files.seg is not None),
+                                        (f"{SIDECAR_NAME} sidecar", (files.folder / SIDECAR_NAME).is_file()))
+             if not present]
+    return f"no {' and no '.join(lacks)}" if lacks else None
 
 
 def discover_cases(folders: Sequence[str | Path], all_versions: bool = False) -> list[CaseFiles]:
-    """Every labelled case under ``folders``; the newest correction of a case unless ``all_versions``."""
+    """Every labelled case under ``folders``; the newest correction of a case unless ``all_versions``.
+
+    A corrections version that is incomplete (no labels, no provenance sidecar, a modality missing: copied
+    or edited by hand) is skipped with an :class:`IncompleteVersionWarning` naming the case, the version, what
+    it lacks and what is used instead.
+    """
     every: list[CaseFiles] = []
+    incomplete: list[tuple[Path, str]] = []
     for root in folders:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise BratsInputError(f"Data folder {root} does not exist or is not a folder.")
-        every += [f for f in map(find_case, _case_folders(root)) if f.seg is not None]
+        for folder in _case_folders(root):
+            try:
+                files = find_case(folder)
+            except BratsInputError as err:  # e.g. a modality missing
+                if not VERSION_DIR.match(folder.name):
+                    raise
+                incomplete.append((folder, str(err)))
+                continue
+            problem = _lacks(files) if is_correction(files) else None
+            if problem:
+                incomplete.append((folder, problem))
+            elif files.seg is not None:
+                every.append(files)
     chosen: dict[str, CaseFiles] = {}
     for files in every:  # in folder order, so that the later of two equal versions wins
         current = chosen.get(files.case_id)
         if current is None or _version_of(files) >= _version_of(current):
             chosen[files.case_id] = files
+    for folder, problem in incomplete:
+        _report_incomplete(folder, problem, chosen.get(folder.parent.name))
     found = every if all_versions else list(chosen.values())
     if not found:
         raise BratsInputError(
             f"No labelled BraTS cases (four modalities and a _seg/-seg file) under {', '.join(map(str, folders))}."
         )
     return sorted(found, key=lambda f: (f.case_id, _version_of(f)))
+
+
+def _report_incomplete(folder: Path, problem: str, used: CaseFiles | None) -> None:
+    if used is None:
+        instead = "the case is left out"
+    elif is_correction(used):
+        instead = f"its version {used.folder.name} is used instead"
+    else:
+        instead = f"the original case in {used.folder} is used instead"
+    warnings.warn(
+        f"Corrections of case {folder.parent.name}, version {folder.name}, are incomplete and skipped ({problem}); "
+        f"{instead}. Export the case again from the plugin, or remove {folder}.",
+        IncompleteVersionWarning, stacklevel=3,
+    )
 
 
 def make_split(case_ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0) -> dict[str, list[str]]:

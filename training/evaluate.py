@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_brainseg.atomic import atomic_path, write_text_atomic
 from napari_brainseg.inference import AUTO, segment
 from napari_brainseg.io import CaseFiles, load_case
 from napari_brainseg.labels import REGION_NAMES, regions_from_labels
@@ -124,9 +125,9 @@ def write_report(rows: Sequence[dict], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps({"cases": list(rows), "mean": mean_scores(rows)}, indent=2) + "\n")
+        write_text_atomic(path, json.dumps({"cases": list(rows), "mean": mean_scores(rows)}, indent=2) + "\n")
     elif path.suffix.lower() == ".csv":
-        with path.open("w", newline="") as fh:
+        with atomic_path(path) as temp, temp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)

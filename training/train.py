@@ -5,8 +5,9 @@ device or under ``torchrun`` with DistributedDataParallel (gloo on CPU, NCCL wit
 on CUDA): each process trains on its own share of the cases, DDP averages the gradients, and rank 0
 logs, validates and writes. Every epoch it writes ``RUN_DIR/state.pt`` (to resume after an
 interruption) and ``RUN_DIR/model.pt`` (a self-describing checkpoint the plugin loads), both
-atomically. It is deterministic for a given seed, and a resumed run re-seeds each epoch exactly as an
-uninterrupted one would, so it ends with the same weights.
+atomically: a run killed while writing them leaves the previous ones whole, and the temporary file it
+leaves behind is removed when the run is resumed. It is deterministic for a given seed, and a resumed
+run re-seeds each epoch exactly as an uninterrupted one would, so it ends with the same weights.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from napari_brainseg.atomic import atomic_path
+from napari_brainseg.atomic import atomic_path, write_text_atomic
 from napari_brainseg.inference import Cancelled, select_device
 from napari_brainseg.io import CaseFiles
 from napari_brainseg.model import (
@@ -325,7 +326,7 @@ class Trainer:
         self.run.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             write_split(self.split, self.run / SPLIT_FILE)
-            (self.run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+            write_text_atomic(self.run / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
         shard = shard_cases(self.train_cases, self.rank, self.world)
         for line in self.plan().splitlines():
             self.log(line)
