@@ -12,7 +12,8 @@ Example::
     napari-brainseg predict case/ --output case_seg.nii.gz --device cpu --model my-site --tta
 
 torch and MONAI are imported only once the arguments and the input files have been checked, so
-mistakes are reported at once.
+mistakes are reported at once; on the CPU (ONNX Runtime, :mod:`napari_brainseg.backend`) ``predict`` does not
+import them at all.
 """
 
 from __future__ import annotations
