@@ -38,7 +38,7 @@ def _slug(name: str) -> str:
 def run_one(name: str, args: argparse.Namespace) -> None:
     """Train one recipe to its end (resumes if its folder holds a run)."""
     sys.path.insert(0, str(ROOT))
-    from napari_brainseg.training.train import Trainer, TrainConfig
+    from napari_brainseg.training.train import TrainConfig, Trainer
 
     cfg = TrainConfig(data=args.data, out=str(Path(args.out) / _slug(name)), epochs=args.epochs,
                       steps_per_epoch=args.steps_per_epoch, device=args.device, val_split=args.split, seed=args.seed,

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .atomic import NO_SPACE, atomic_path, write_problem
+from .backend import BACKEND_HELP, BACKENDS
+from .devices import DEVICES
 from .onnx_model import PRECISIONS, SHIPPED_PRECISION
-from .training.cli import BACKEND_CHOICES, BACKEND_HELP, DEVICE_CHOICES, MODEL_HELP, add_training_commands
+from .training.cli import MODEL_HELP, add_training_commands
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -56,10 +58,6 @@ DESCRIPTION = (
     "'napari-brainseg COMMAND --help' describes a command and its options."
 )
 PREDICT_INTERRUPTED = "error: interrupted; outputs already written are complete, the current one was not written."
-
-
-class UsageError(ValueError):
-    """Arguments that cannot work together."""
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -102,8 +100,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--output", "-o", metavar="OUT.nii.gz", help="output file (one case only; this or --output-dir)")
     out.add_argument("--output-dir", metavar="DIR",
                      help="write <case id>_seg.nii.gz for each case into DIR (this or --output)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to segment; auto: the best present")
-    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to segment; auto: the best present")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--model", default="bundled", help=MODEL_HELP)
     p.add_argument("--tta", action="store_true", help="average over mirrored inputs (about 4x slower)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -25,7 +25,7 @@ from .io import (
     parse_brats_name,
 )
 from .labels import LabelError, check_labels, to_brats2018
-from .layers import CaseContext, LayerDataTuple, case_layers, labels_layer_data, modality_from_name
+from .layers import REFERENCE_ROLE, CaseContext, LayerDataTuple, case_layers, labels_layer_data, modality_from_name
 
 ReaderFunction = Callable[[str | list[str]], list[LayerDataTuple]]
 _MAX_LABEL = 255
@@ -101,4 +101,4 @@ def _labels_from_file(volume: np.ndarray, stem: str, context: CaseContext, path:
     except LabelError:
         kwargs = {"name": stem, "scale": context.spacing, "metadata": context.metadata(path=path)}
         return volume.astype(np.uint8), kwargs, "labels"
-    return labels_layer_data(seg, stem, context, role="reference", path=path)
+    return labels_layer_data(seg, stem, context, role=REFERENCE_ROLE, path=path)

@@ -20,13 +20,17 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .inference import DEVICES, DeviceError, select_device
-from .model import BUNDLED, ModelInfo
+from .devices import DEVICES, DeviceError, select_device
+
+if TYPE_CHECKING:
+    from .model import ModelInfo
 
 AUTO, TORCH, ONNX = "auto", "torch", "onnx"
 BACKENDS = (AUTO, TORCH, ONNX)
+"""Every backend name accepted (importing this module imports only :mod:`~napari_brainseg.devices`)."""
+BACKEND_HELP = "auto: ONNX Runtime on the CPU (no torch), torch on CUDA/MPS and with --tta"
 ACCELERATORS = ("cuda", "mps")
 
 
@@ -83,7 +87,7 @@ def choose_backend(backend: str = AUTO, device: str = "auto", tta: bool = False)
     return ONNX, "cpu"
 
 
-def load_for_inference(model: str | Path = BUNDLED, backend: str = AUTO, device: str = "auto",
+def load_for_inference(model: str | Path = "bundled", backend: str = AUTO, device: str = "auto",
                        tta: bool = False) -> LoadedModel:
     """Load ``"bundled"`` or a checkpoint for the engine :func:`choose_backend` picks."""
     engine, device = choose_backend(backend, device, tta)

@@ -5,6 +5,7 @@ Run it with::
     .venv/bin/python -m napari_brainseg.demo                      # the bundled model
     .venv/bin/python -m napari_brainseg.demo --model my_model.pt  # any napari-brainseg checkpoint
     .venv/bin/python -m napari_brainseg.demo --screenshot docs/screenshot.png  # save a picture, then quit
+                                                                   # (scripts/screenshot.sh does it under Xvfb)
     .venv/bin/python -m napari_brainseg.demo --case ../shared/data/brats2018/Brats18_CBICA_AQN_1  # a real case
 """
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 PLUGIN = "napari-brainseg"
 SAMPLE = "synthetic_glioma"
-WIDGETS = ("Load case", "Segment", "Edit labels", "Export corrections")
+WIDGETS = ("Load case", "Segment", "Edit labels", "Export corrections", "Review and report", "Retrain")
 WINDOW_SIZE = (1600, 1000)
 
 

@@ -16,10 +16,16 @@ The temporary folder of an export killed outright is removed by the next export 
 (:mod:`napari_brainseg.atomic` says how it tells a dead export from a running one).
 ``training.data.discover_cases`` reads such a dataset and uses the newest version of each case.
 
-Example:
-    >>> case = load_case("../shared/data/brats2018/Brats18_2013_11_1")  # doctest: +SKIP
-    >>> export_correction("~/corrections", case.files, case.geometry, labels, prediction)  # doctest: +SKIP
-    ExportResult(folder=PosixPath('.../corrections/Brats18_2013_11_1/v001'), ..., version=1)
+Example (a synthetic case whose labels stand for the model's prediction):
+    >>> from napari_brainseg.io import load_case
+    >>> from napari_brainseg.synthetic import write_synthetic_case
+    >>> case = load_case(write_synthetic_case("cases/Synthetic_001", "Synthetic_001", shape=(48, 56, 40)))
+    >>> corrected = case.seg.copy()
+    >>> corrected[corrected == 2] = 0  # the user removes the oedema
+    >>> first = export_correction("corrections", case.files, case.geometry, corrected, prediction=case.seg)
+    >>> again = export_correction("corrections", case.files, case.geometry, corrected, prediction=case.seg)
+    >>> first.folder.as_posix(), again.folder.as_posix(), again.seg_path.name
+    ('corrections/Synthetic_001/v001', 'corrections/Synthetic_001/v002', 'Synthetic_001_seg.nii.gz')
 """
 
 from __future__ import annotations

@@ -9,13 +9,20 @@ through MONAI's ``sliding_window_inference`` on any device; an ONNX export
 when a torch model runs. Test-time flips (torch only)
 average the sigmoid outputs of mirrored inputs; their spread is the voxel-wise uncertainty.
 
-Example:
-    >>> from napari_brainseg.io import load_case
+Segmenting is long work (see :mod:`napari_brainseg.jobs`): ``progress`` hears of every batch of
+windows, and once ``should_stop()`` is true no further batch starts and
+:class:`~napari_brainseg.jobs.Cancelled` is raised.
+
+Example (a small synthetic case; a real one is ``load_case(folder).image``):
+    >>> import numpy as np
+    >>> from napari_brainseg.io import MODALITIES
     >>> from napari_brainseg.model import load_model
-    >>> model, info = load_model("bundled")  # doctest: +SKIP
-    >>> result = segment(load_case(path).image, model, device="cpu")  # doctest: +SKIP
-    >>> result.labels.dtype, sorted(set(result.labels.ravel()))  # doctest: +SKIP
-    (dtype('uint8'), [0, 1, 2, 4])
+    >>> from napari_brainseg.synthetic import synthetic_case
+    >>> images, _ = synthetic_case(shape=(48, 56, 40))
+    >>> model, info = load_model("bundled")
+    >>> result = segment(np.stack([images[m] for m in MODALITIES]), model, device="cpu")
+    >>> result.labels.dtype, result.labels.shape, set(np.unique(result.labels).tolist()) <= {0, 1, 2, 4}
+    (dtype('uint8'), (48, 56, 40), True)
 """
 
 from __future__ import annotations
@@ -25,20 +32,27 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .devices import DEVICES, DeviceError, available_devices, select_device
+from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
 from .labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
 from .onnx_model import OnnxModel
-from .preprocess import BRAIN_MARGIN, brain_box, normalise  # noqa: F401 -- BRAIN_MARGIN re-exported
+from .preprocess import BRAIN_MARGIN, brain_box, normalise
 from .window import OVERLAP, count_windows, sliding_window
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+__all__ = [  # devices, Cancelled, brain_box, normalise and count_windows were defined here once; still importable
+    "AUTO", "BRAIN_MARGIN", "DEVICES", "Cancelled", "DeviceError", "Segmentation", "available_devices", "brain_box",
+    "count_windows", "default_window", "normalise", "predict_regions", "predict_regions_onnx", "segment",
+    "select_device",
+]
+
 NET_MULTIPLE = 16
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
 WINDOW = (96, 96, 96)
@@ -48,21 +62,12 @@ WINDOW_BATCH = 2
 2.3x less per window than one window alone (``benchmarks/window_batch.py``)."""
 AUTO = "auto"
 """``roi_size`` that lets the model decide: :data:`WINDOW` for a 3-D network, one pass for a slice network."""
+SEGMENT_STAGE = "segment"
+"""The stage of the :class:`~napari_brainseg.jobs.Progress` that segmenting reports."""
 MIN_COMPONENT_FRACTION = 0.1
 """Default clean-up: drop tumour components smaller than this share of the largest."""
 MIN_ENHANCING_VOXELS = 0
 """Default small-ET rule: an enhancing tumour of fewer voxels than this in all becomes NCR/NET (0: off)."""
-
-ProgressCallback = Callable[[int, int], None]
-
-
-class DeviceError(RuntimeError):
-    """A compute device that was asked for but is not available."""
-
-
-class Cancelled(Exception):
-    """Raised inside inference when the caller asked it to stop."""
-
 
 @dataclass
 class Segmentation:
@@ -75,43 +80,6 @@ class Segmentation:
     seconds: float
     fell_back_to_cpu: bool = False
     backend: str = "torch"
-
-
-def _mps_available() -> bool:
-    import torch
-
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend and backend.is_available())
-
-
-def available_devices() -> list[str]:
-    """The devices this machine can run on, best first, always ending with ``"cpu"``."""
-    import torch
-
-    found = []
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if _mps_available():
-        found.append("mps")
-    return found + ["cpu"]
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; a named device must be present."""
-    import torch
-
-    name = name.lower()
-    if name not in DEVICES:
-        raise DeviceError(f"Unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
-    available = available_devices()
-    if name == "auto":
-        return torch.device(available[0])
-    if name not in available:
-        raise DeviceError(
-            f"{name.upper()} was asked for but is not available on this machine "
-            f"(available: {', '.join(available)}). Choose 'auto' or 'cpu'."
-        )
-    return torch.device(name)
 
 
 def _round_up(size: int, multiple: int = NET_MULTIPLE) -> int:
@@ -129,25 +97,6 @@ def default_window(model: nn.Module | OnnxModel) -> tuple[int, ...] | None:
     return None if isinstance(model, SliceNetwork) else WINDOW
 
 
-def _counting(
-    predict: Callable[[Any], Any], total: int, progress: ProgressCallback | None, should_stop: Callable[[], bool] | None
-) -> Callable[[Any], Any]:
-    """``predict`` that first checks ``should_stop`` and afterwards reports the windows done of ``total``."""
-    done = 0
-
-    def window(batch):
-        nonlocal done
-        if should_stop is not None and should_stop():
-            raise Cancelled("Segmentation cancelled.")
-        out = predict(batch)
-        done += batch.shape[0]
-        if progress is not None:
-            progress(done, total)
-        return out
-
-    return window
-
-
 def _flip_passes(x: torch.Tensor, flips: Sequence[tuple[int, ...]]):
     import torch
 
@@ -163,18 +112,23 @@ def predict_regions(
     overlap: float = OVERLAP,
     tta: bool = False,
     progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Mean sigmoid WT/TC/ET probabilities for a normalised (C, Z, Y, X) crop, and their TTA spread.
 
-    ``roi_size=None`` runs the whole crop in one pass (padded to a multiple of 16).
+    ``roi_size=None`` runs the whole crop in one pass (padded to a multiple of 16). ``progress`` sees a
+    :class:`~napari_brainseg.jobs.Progress` (stage ``"segment"``, windows done of all) after each batch
+    of windows; once ``should_stop()`` is true no further batch runs and
+    :class:`~napari_brainseg.jobs.Cancelled` is raised.
     """
     import torch
     from monai.inferers import sliding_window_inference
 
     flips = FLIP_AXES if tta else FLIP_AXES[:1]
     roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
-    window = _counting(model, count_windows(image.shape[1:], roi, overlap) * len(flips), progress, should_stop)
+    total = count_windows(image.shape[1:], roi, overlap) * len(flips)
+    window = counted(model, SEGMENT_STAGE, total, progress, should_stop, size=lambda batch: batch.shape[0])
+
     x = torch.from_numpy(image[None]).to(device)
     members = []
     with torch.inference_mode():
@@ -194,13 +148,14 @@ def predict_regions_onnx(
     roi_size: Sequence[int] | None = None,
     overlap: float = OVERLAP,
     progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> np.ndarray:
     """:func:`predict_regions` for an ONNX export, on the CPU in numpy (no flips): WT/TC/ET probabilities."""
     from scipy.special import expit
 
     roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
-    window = _counting(model, count_windows(image.shape[1:], roi, overlap), progress, should_stop)
+    total = count_windows(image.shape[1:], roi, overlap)
+    window = counted(model, SEGMENT_STAGE, total, progress, should_stop, size=lambda batch: batch.shape[0])
     return expit(sliding_window(image, roi, window, overlap=overlap, batch=WINDOW_BATCH))
 
 
@@ -250,7 +205,7 @@ def segment(
     min_component_fraction: float = MIN_COMPONENT_FRACTION,
     min_enhancing_voxels: int = MIN_ENHANCING_VOXELS,
     progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
@@ -259,6 +214,7 @@ def segment(
     ``overlap`` ``None`` is the model's own (an export's metadata, else 0.25). Tumour components
     smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all), and an enhancing tumour
     of fewer than ``min_enhancing_voxels`` voxels becomes NCR/NET (see :func:`labels_from_probabilities`).
+    ``progress`` and ``should_stop`` report and cancel by batches of windows (:func:`predict_regions`).
     """
     start = time.perf_counter()
     onnx = isinstance(model, OnnxModel)

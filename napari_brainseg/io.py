@@ -10,15 +10,18 @@ slider walks axial slices; rows anterior->posterior; columns right->left, the ra
 :class:`Geometry` remembers the source affine and header so that a label map drawn in display space
 is written back voxel for voxel onto its source (:meth:`Geometry.to_nifti`).
 
-Example:
-    >>> case = load_case("../shared/data/brats2018/Brats18_2013_11_1")  # doctest: +SKIP
-    >>> case.image.shape, case.spacing  # doctest: +SKIP
-    ((4, 155, 240, 240), (1.0, 1.0, 1.0))
+Example (a synthetic case; a real one reads the same, e.g. ``../shared/data/brats2018/Brats18_2013_11_1``):
+    >>> from napari_brainseg.synthetic import write_synthetic_case
+    >>> files = write_synthetic_case("Synthetic_001", "Synthetic_001", shape=(48, 56, 40))  # x, y, z
+    >>> case = load_case("Synthetic_001")
+    >>> case.case_id, case.image.shape, case.spacing  # (modalities, z, y, x)
+    ('Synthetic_001', (4, 40, 56, 48), (1.0, 1.0, 1.0))
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,10 +222,28 @@ def case_files_from_paths(
     for m, p in paths.items():
         if not p.is_file():
             raise BratsInputError(f"{MODALITY_TITLES[m]} file {p} does not exist.")
+    seg = Path(seg).expanduser() if seg else None
+    _check_one_case([*paths.values(), *([seg] if seg else [])])
     if case_id is None:
         parsed = parse_brats_name(paths[MODALITIES[0]])
         case_id = parsed[0] if parsed else _strip_nifti_extension(paths[MODALITIES[0]].name) or "case"
-    return CaseFiles(case_id, paths, Path(seg).expanduser() if seg else None, naming)
+    return CaseFiles(case_id, paths, seg, naming)
+
+
+def _check_one_case(paths: list[Path]) -> None:
+    """Refuse files whose BraTS names give different case ids (files named otherwise are not compared)."""
+    ids = {p: parsed[0] for p in paths if (parsed := parse_brats_name(p)) is not None}
+    counts = Counter(ids.values())
+    if len(counts) < 2:
+        return
+    most = max(counts.values())
+    case_id = next(i for i in ids.values() if counts[i] == most)  # the commonest; on a tie, the first file's
+    odd = [f"{p.name} (case {i})" for p, i in ids.items() if i != case_id]
+    raise BratsInputError(
+        f"These files are not all from one case: {', '.join(odd)} {'is' if len(odd) == 1 else 'are'} not "
+        f"from case {case_id} like {next(p.name for p, i in ids.items() if i == case_id)}. "
+        "Pick the four files (and labels) of one case."
+    )
 
 
 def read_nifti(path: str | Path) -> nib.Nifti1Image:

@@ -5,16 +5,24 @@ however it was opened, and so that the widgets can find a case's modalities, geo
 
 * four gray image layers named ``FLAIR``, ``T1``, ``T1ce``, ``T2`` (only FLAIR visible), scaled to the voxel
   spacing in mm, contrast set from brain-voxel percentiles;
-* a uint8 Labels layer per label map, in the fixed BraTS colours of :data:`labels.LABEL_COLORS`.
+* a uint8 Labels layer per label map, in the fixed BraTS colours of :data:`labels.LABEL_COLORS`: the case's
+  labels from file are ``<case> reference labels`` (drawn as outlines once a segmentation lies over them),
+  a model's output is ``<case> segmentation``;
+* axes named by :data:`AXIS_LABELS` (inferior-superior, anterior-posterior, right-left), so napari's slider
+  says which way it walks.
 
 Each layer's ``metadata[METADATA_KEY]`` holds the case id, :class:`~io.CaseFiles` and :class:`~io.Geometry`
 (and, for a prediction, a copy of the model's output and the model's id and version).
 Layers opened by another reader are recognised by name (``flair``, ``t2f``, ``Brats18_X_t1ce``, ...).
 
-Example:
+Example (``napari_brainseg._widgets.add_layers(viewer, layers)`` shows them):
     >>> from napari_brainseg.io import load_case
-    >>> for data, kwargs, kind in case_layers(load_case(path)):  # doctest: +SKIP
-    ...     viewer._add_layer_from_data(data, kwargs, kind)
+    >>> from napari_brainseg.synthetic import write_synthetic_case
+    >>> layers = case_layers(load_case(write_synthetic_case("Synthetic_001", "Synthetic_001", shape=(48, 56, 40))))
+    >>> [(kwargs["name"], kind) for _, kwargs, kind in layers if kind == "image"]
+    [('FLAIR', 'image'), ('T1', 'image'), ('T1ce', 'image'), ('T2', 'image')]
+    >>> [kind for _, _, kind in layers].count("labels"), layers[-1][0].dtype
+    (1, dtype('uint8'))
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .io import MODALITIES, MODALITY_TITLES, BratsInputError, CaseFiles, Geometry, LoadedCase
+from .io import DISPLAY_AXCODES, MODALITIES, MODALITY_TITLES, BratsInputError, CaseFiles, Geometry, LoadedCase
 from .labels import LABEL_COLORS, LABEL_NAMES
 
 if TYPE_CHECKING:
@@ -37,6 +45,12 @@ METADATA_KEY = "brainseg"
 CORRECTIONS_ROLE = "corrections"
 OVERLAY_ROLES = frozenset({CORRECTIONS_ROLE})
 """Roles of read-only layers drawn over a label map: not label maps themselves, so not offered for editing."""
+REFERENCE_ROLE = "reference"
+REFERENCE_CONTOUR = 2
+"""Outline width (pixels) of a case's labels from file once a segmentation is shown over them."""
+_OPPOSITE = {"S": "I", "I": "S", "A": "P", "P": "A", "L": "R", "R": "L"}
+AXIS_LABELS = tuple(f"{_OPPOSITE[code]}-{code}" for code in DISPLAY_AXCODES)
+"""Names of the display axes (from -> to), shown on napari's sliders: ``("I-S", "A-P", "R-L")``."""
 CONTRAST_PERCENTILES = (0.5, 99.5)
 LABELS_OPACITY = 0.6
 VISIBLE_MODALITY = "flair"
@@ -94,6 +108,7 @@ def image_layer_data(volume: np.ndarray, modality: str, context: CaseContext) ->
         "name": MODALITY_TITLES[modality],
         "scale": context.spacing,
         "translate": context.translate,
+        "axis_labels": AXIS_LABELS,
         "colormap": "gray",
         "contrast_limits": contrast_limits(volume),
         "blending": "translucent_no_depth",
@@ -109,6 +124,7 @@ def labels_layer_data(seg: np.ndarray, name: str, context: CaseContext, **metada
         "name": name,
         "scale": context.spacing,
         "translate": context.translate,
+        "axis_labels": AXIS_LABELS,
         "colormap": label_colormap(),
         "opacity": LABELS_OPACITY,
         "features": {"index": [0, *LABEL_NAMES], "class": ["background", *LABEL_NAMES.values()]},
@@ -130,7 +146,7 @@ def case_layers(case: LoadedCase, show_labels: bool = True) -> list[LayerDataTup
     layers = [image_layer_data(case.image[i], m, context) for i, m in enumerate(MODALITIES)]
     if case.seg is not None:
         data, kwargs, kind = labels_layer_data(
-            case.seg, f"{case.case_id} labels from file", context, role="reference", path=case.files.seg
+            case.seg, f"{case.case_id} reference labels", context, role=REFERENCE_ROLE, path=case.files.seg
         )
         layers.append((data, {**kwargs, "visible": show_labels}, kind))
     return layers
@@ -158,6 +174,7 @@ def uncertainty_layer_data(uncertainty: np.ndarray, context: CaseContext) -> Lay
         "name": f"{context.case_id} uncertainty",
         "scale": context.spacing,
         "translate": context.translate,
+        "axis_labels": AXIS_LABELS,
         "colormap": "inferno",
         "contrast_limits": (0.0, max(float(uncertainty.max()), 1e-3)),
         "blending": "additive",
@@ -165,6 +182,20 @@ def uncertainty_layer_data(uncertainty: np.ndarray, context: CaseContext) -> Lay
         "metadata": context.metadata(role="uncertainty"),
     }
     return uncertainty, kwargs, "image"
+
+
+def show_as_reference(layers: Iterable[napari.layers.Layer], case_id: str) -> list[napari.layers.Labels]:
+    """Draw ``case_id``'s labels from file as outlines (under a segmentation they then read as the reference)."""
+    from napari.layers import Labels
+
+    found = [
+        layer for layer in layers
+        if isinstance(layer, Labels) and brainseg_metadata(layer).get("role") == REFERENCE_ROLE
+        and brainseg_metadata(layer).get("case_id") == case_id
+    ]
+    for layer in found:
+        layer.contour = REFERENCE_CONTOUR
+    return found
 
 
 def brainseg_metadata(layer: napari.layers.Layer) -> dict[str, Any]:

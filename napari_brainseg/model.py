@@ -7,9 +7,9 @@ description alone, and refuses any file that is not such a checkpoint. torch is 
 that need it: the ONNX path reads a model's description without it.
 
 Example:
-    >>> model, info = load_model("bundled")  # doctest: +SKIP
-    >>> info.model_id, info.arch  # doctest: +SKIP
-    ('brainseg-unet3d-...', 'monai.UNet')
+    >>> model, info = load_model("bundled")
+    >>> info.model_id, info.arch, info.channels
+    ('brainseg-unet3d...', 'monai.UNet', ['flair', 't1', 't1ce', 't2'])
 """
 
 from __future__ import annotations

@@ -11,9 +11,13 @@ warning saying why, a model whose file is missing or damaged and an index entry 
 :data:`events` ``.changed`` is emitted with the new :class:`ModelEntry` after every registration (the
 Segment widget refreshes its list).
 
-Example:
-    >>> entry = register_model("runs/ft1/model.pt", name="my-site")  # doctest: +SKIP
-    >>> [m.name for m in list_models()]  # doctest: +SKIP
+Example (a small untrained model stands for one trained at your site):
+    >>> from napari_brainseg.model import ModelInfo, build_network, save_checkpoint
+    >>> info = ModelInfo(model_id="site-a", arch_kwargs={"spatial_dims": 3, "in_channels": 4, "out_channels": 3,
+    ...                                                  "channels": [4, 8], "strides": [2]})
+    >>> checkpoint = save_checkpoint("model.pt", build_network(info), info)
+    >>> entry = register_model(checkpoint, name="my-site")
+    >>> [m.name for m in list_models()]
     ['bundled', 'my-site']
 """
 
@@ -217,7 +221,6 @@ def list_models() -> list[ModelEntry]:
     return entries
 
 
-
 def resolve_model(model: str | Path) -> str | Path:
     """What :func:`~napari_brainseg.model.load_model` takes for a model named by a user.
 
@@ -234,7 +237,7 @@ def resolve_model(model: str | Path) -> str | Path:
             return entry.path
     raise RegistryError(
         f"No model named {str(model)!r} and no checkpoint file at {path}: give 'bundled', the name of a "
-        f"registered model (napari-brainseg models lists them) or the path of a .pt checkpoint."
+        "registered model (napari-brainseg models lists them) or the path of a .pt checkpoint."
     )
 
 

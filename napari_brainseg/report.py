@@ -6,11 +6,13 @@ RANO bidimensional measure drawn on its axial slice (:mod:`measure`), and a mont
 through the tumour with the labels over FLAIR and T1ce. Drawing uses Matplotlib's Agg canvas only,
 so it runs without a display and never touches napari's Qt event loop.
 
-Example:
-    >>> summary = write_case_report("case.pdf", {"flair": flair, "t1ce": t1ce}, labels,  # doctest: +SKIP
-    ...                             spacing=(1, 1, 1), case_id="Brats18_2013_11_1", model_id="brainseg")
-    >>> summary["rano"]["product_mm2"]  # doctest: +SKIP
-    812.0
+Example (a synthetic case):
+    >>> from napari_brainseg.synthetic import synthetic_case
+    >>> images, labels = synthetic_case(shape=(48, 56, 40))
+    >>> summary = write_case_report("case.pdf", {"flair": images["flair"], "t1ce": images["t1ce"]}, labels,
+    ...                             spacing=(1, 1, 1), case_id="Synthetic_001", model_id="brainseg")
+    >>> open("case.pdf", "rb").read(4), summary["case_id"], summary["rano"]["product_mm2"] > 0
+    (b'%PDF', 'Synthetic_001', True)
 """
 
 from __future__ import annotations

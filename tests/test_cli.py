@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_brainseg import inference
+from napari_brainseg import devices
 from napari_brainseg import model as model_module
 from napari_brainseg.__main__ import main
 from napari_brainseg.backend import load_for_inference
@@ -232,7 +232,7 @@ def test_missing_bundled_weights_are_reported(synthetic_case_dir, predict, tmp_p
 @pytest.mark.parametrize("device", ["cuda", "mps"])
 def test_an_absent_accelerator_is_reported(synthetic_case_dir, predict, tmp_path, monkeypatch, device):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(inference, "_mps_available", lambda: False)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
     status, lines = predict(synthetic_case_dir, "--output-dir", tmp_path / "out", device=device)
     assert status == 1 and lines == [error_lines(lines)[0]]
     assert f"{device.upper()} was asked for but is not available" in lines[0]

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from napari_brainseg import _sample_data, registry
+from napari_brainseg._widgets import segment as segment_module
 from napari_brainseg.demo import WIDGETS, main, open_demo
+from napari_brainseg.inference import Segmentation
+from napari_brainseg.labels import ET
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +19,19 @@ def small_sample_and_private_folders(tmp_path, monkeypatch):
     monkeypatch.setattr(_sample_data, "SAMPLE_SHAPE", (48, 56, 40))
 
 
+LARGEST_TUMOUR_SLICE = 3
+"""Far from the middle slice, where napari's slider starts."""
+
+
+def tumour_on_two_slices(image: np.ndarray, *args, **kwargs) -> Segmentation:
+    """Stands in for the model: a small tumour on slice 30 and a larger one on LARGEST_TUMOUR_SLICE."""
+    labels = np.zeros(image.shape[1:], dtype=np.uint8)
+    labels[30, 20:22, 20:22] = ET
+    labels[LARGEST_TUMOUR_SLICE, 20:26, 20:26] = ET
+    probabilities = np.zeros((3, *labels.shape), dtype=np.float32)
+    return Segmentation(labels, probabilities, uncertainty=None, device="cpu", seconds=0.0)
+
+
 def test_the_demo_docks_the_widgets_and_segments_the_sample(make_napari_viewer_proxy, qtbot, tiny_checkpoint):
     viewer = make_napari_viewer_proxy()
     widget = open_demo(viewer, tiny_checkpoint)
@@ -23,8 +39,17 @@ def test_the_demo_docks_the_widgets_and_segments_the_sample(make_napari_viewer_p
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     layer = widget.result_layer
     assert layer is not None and layer.name == "Synthetic_glioma_001 segmentation"
-    z = int(np.argmax(np.count_nonzero(layer.data, axis=(1, 2))))
-    assert viewer.dims.current_step[0] == z or not layer.data.any(), "the demo shows the largest tumour slice"
+    assert layer.data.shape == viewer.layers["FLAIR"].data.shape
+
+
+def test_the_demo_shows_the_largest_tumour_slice(make_napari_viewer_proxy, qtbot, tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(segment_module, "segment", tumour_on_two_slices)
+    viewer = make_napari_viewer_proxy()
+    widget = open_demo(viewer, tiny_checkpoint)
+    assert viewer.dims.current_step[0] != LARGEST_TUMOUR_SLICE
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert np.count_nonzero(widget.result_layer.data) == 40
+    assert viewer.dims.current_step[0] == LARGEST_TUMOUR_SLICE
 
 
 def test_the_demo_can_open_and_segment_a_case_folder_instead(make_napari_viewer_proxy, qtbot, tiny_checkpoint,

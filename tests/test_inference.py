@@ -6,24 +6,22 @@ import numpy as np
 import pytest
 import torch
 
-from napari_brainseg import inference
+from napari_brainseg import devices, inference
+from napari_brainseg.devices import DeviceError, available_devices, select_device
 from napari_brainseg.inference import (
     WINDOW_BATCH,
-    Cancelled,
-    DeviceError,
     _run_with_cpu_fallback,
-    available_devices,
     brain_box,
     count_windows,
     default_window,
     normalise,
     segment,
-    select_device,
 )
+from napari_brainseg.jobs import Cancelled
 from napari_brainseg.io import load_case
 from napari_brainseg.model import SLICE_ARCH, ModelInfo, build_network, load_model, slice_arch_kwargs
 
-MPS_PRESENT = inference._mps_available()
+MPS_PRESENT = devices._mps_available()
 
 
 @pytest.fixture
@@ -62,7 +60,7 @@ def test_a_3d_model_runs_by_sliding_window_and_a_2_5d_model_in_one_pass(image, m
     assert default_window(model) == inference.WINDOW
     assert default_window(slices) is None
     steps: list[tuple[int, int]] = []
-    result = segment(image, slices, device="cpu", progress=lambda *done: steps.append(done))
+    result = segment(image, slices, device="cpu", progress=lambda p: steps.append((p.done, p.total)))
     assert steps == [(1, 1)], "one pass over the brain box"
     assert result.labels.shape == image.shape[1:]
     assert set(np.unique(result.labels).tolist()) <= {0, 1, 2, 4}
@@ -79,7 +77,7 @@ def test_test_time_flips_give_an_uncertainty_map(image, model):
 def test_progress_counts_windows_batch_by_batch_and_reaches_the_total(image, model, tta):
     calls = []
     segment(image, model, device="cpu", roi_size=(16, 16, 16), overlap=0.25, tta=tta,
-            progress=lambda done, total: calls.append((done, total)))
+            progress=lambda p: calls.append((p.done, p.total)))
     crop_shape = image[(slice(None), *brain_box(image))].shape[1:]
     per_pass = count_windows(crop_shape, (16, 16, 16), 0.25)
     passes = 4 if tta else 1
@@ -94,7 +92,7 @@ def test_asking_to_stop_raises_cancelled(image, model):
     calls = []
     with pytest.raises(Cancelled):
         segment(image, model, device="cpu", roi_size=(16, 16, 16),
-                progress=lambda done, total: calls.append(done), should_stop=lambda: len(calls) >= 2)
+                progress=lambda p: calls.append(p.done), should_stop=lambda: len(calls) >= 2)
     assert calls == [WINDOW_BATCH, 2 * WINDOW_BATCH], "no batch runs after the request to stop"
 
 
@@ -106,14 +104,14 @@ def test_auto_picks_the_first_available_device_and_cpu_is_always_there():
 
 def test_auto_falls_back_to_the_cpu_when_nothing_else_is_present(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(inference, "_mps_available", lambda: False)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
     assert select_device("auto") == torch.device("cpu")
 
 
 @pytest.mark.parametrize("name", ["cuda", "mps"])
 def test_asking_for_an_absent_accelerator_is_an_error_that_says_what_to_choose(monkeypatch, name):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(inference, "_mps_available", lambda: False)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
     with pytest.raises(DeviceError, match=f"{name.upper()} was asked for but is not available.*'cpu'"):
         select_device(name)
 

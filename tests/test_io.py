@@ -95,6 +95,25 @@ def test_is_case_folder_needs_a_brats_named_file(tmp_path, synthetic_case_dir):
     assert not is_case_folder(tmp_path / "empty")
 
 
+def test_files_of_four_patients_are_refused_naming_the_odd_ones(make_case):
+    cases = [make_case(case_id=f"Patient_{i}", with_seg=False) for i in range(4)]
+    picked = {m: cases[i].images[m] for i, m in enumerate(MODALITIES)}
+    with pytest.raises(BratsInputError, match="not all from one case") as err:
+        case_files_from_paths(picked)
+    for i, m in enumerate(MODALITIES[1:], start=1):
+        assert f"{cases[i].images[m].name} (case Patient_{i})" in str(err.value)
+    assert "not from case Patient_0" in str(err.value)
+
+
+def test_one_file_of_another_patient_is_named(make_case):
+    mine, other = make_case(case_id="Mine"), make_case(case_id="Other")
+    picked = {**mine.images, "t2": other.images["t2"]}
+    with pytest.raises(BratsInputError, match=rf"{other.images['t2'].name} \(case Other\) is not from case Mine"):
+        case_files_from_paths(picked, mine.seg)
+    with pytest.raises(BratsInputError, match=rf"{other.seg.name} \(case Other\)"):
+        case_files_from_paths(mine.images, other.seg)
+
+
 def test_case_files_from_paths_names_the_missing_modality(make_case):
     files = make_case()
     with pytest.raises(BratsInputError, match="Missing modality: T1ce"):

@@ -39,7 +39,7 @@ def test_a_case_folder_opens_as_four_modalities_and_its_labels(make_case, naming
         "T1",
         "T1ce",
         "T2",
-        f"{files.case_id} labels from file",
+        f"{files.case_id} reference labels",
     ]
     seg = layer_data[-1][0]
     assert seg.dtype == np.uint8 and set(np.unique(seg)) == {0, 1, 2, ET}, "2023's ET=3 reads as 4"

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from napari_brainseg._widgets import add_layers
+from napari_brainseg._widgets.case_report import CaseReport
 from napari_brainseg._widgets.edit import EditWidget
 from napari_brainseg._widgets.review import ReviewWidget
 from napari_brainseg.diff import ADDED, REMOVED
@@ -50,37 +51,37 @@ def axial_slice(viewer) -> int:
 
 def test_next_jumps_to_the_most_uncertain_slices_and_previous_goes_back(viewer, widget):
     viewer.dims.set_current_step(0, 0)
-    assert widget.uncertainty.value.name.endswith("uncertainty")
-    widget.next_button.native.click()
+    assert widget.navigation.uncertainty.value.name.endswith("uncertainty")
+    widget.navigation.next_button.native.click()
     assert axial_slice(viewer) == 20
-    widget.next_button.native.click()
+    widget.navigation.next_button.native.click()
     assert axial_slice(viewer) == 7
-    widget.previous_button.native.click()
+    widget.navigation.previous_button.native.click()
     assert axial_slice(viewer) == 20
-    assert "To review along axis 0 (1): 25" in widget.queue_list.value
-    assert "Reviewed (2 of 3): 20, 7" in widget.queue_list.value
+    assert "To review along axis 0 (1): 25" in widget.navigation.queue_list.value
+    assert "Reviewed (2 of 3): 20, 7" in widget.navigation.queue_list.value
 
 
 def test_slices_reached_by_scrolling_count_as_reviewed_and_are_not_proposed_again(viewer, widget):
     viewer.dims.set_current_step(0, 0)
     viewer.dims.set_current_step(0, 20)  # the user scrolls to the most uncertain slice
-    assert "Reviewed (1 of 3): 20" in widget.queue_list.value
-    widget.next_button.native.click()
+    assert "Reviewed (1 of 3): 20" in widget.navigation.queue_list.value
+    widget.navigation.next_button.native.click()
     assert axial_slice(viewer) == 7
-    widget.next_button.native.click()
+    widget.navigation.next_button.native.click()
     assert axial_slice(viewer) == 25
-    widget.next_button.native.click()
+    widget.navigation.next_button.native.click()
     assert axial_slice(viewer) == 25 and "have been reviewed" in widget.status.value
 
 
 def test_next_follows_the_current_slicing_axis(viewer, widget, case):
-    uncertainty = widget.uncertainty.value
+    uncertainty = widget.navigation.uncertainty.value
     uncertainty.data[:] = 0
     uncertainty.data[5:9, 33, 4:30] = 0.3  # one coronal slice (axis 1) stands out
     viewer.dims.order = (1, 0, 2)  # slice along axis 1
-    widget.next_button.native.click()
+    widget.navigation.next_button.native.click()
     assert int(viewer.dims.current_step[1]) == 33
-    assert "along axis 1" in widget.queue_list.value
+    assert "along axis 1" in widget.navigation.queue_list.value
 
 
 def test_corrections_toggle_adds_and_removes_the_diff_layer_with_counts(viewer, widget, qtbot):
@@ -88,24 +89,24 @@ def test_corrections_toggle_adds_and_removes_the_diff_layer_with_counts(viewer, 
     assert labels.name.endswith("segmentation")
     background = np.argwhere(labels.data == 0)[:5]
     labels.data_setitem(tuple(background.T), ET)
-    widget.show_corrections.value = True
+    widget.corrections.show_corrections.value = True
     diff = viewer.layers[f"{labels.name} corrections"]
     assert np.count_nonzero(diff.data == ADDED) == 5 and np.count_nonzero(diff.data == REMOVED) == 0
-    assert "enhancing: +5 / \u22120 voxels" in widget.corrections.value
+    assert "enhancing: +5 / \u22120 voxels" in widget.corrections.counts.value
     assert viewer.layers.selection.active.name == labels.name  # painting goes on in the labels, not the overlay
 
     tumour = np.argwhere(labels.data == ED)[:3]
     labels.data_setitem(tuple(tumour.T), 0)  # an edit while the overlay is shown updates it
     qtbot.waitUntil(lambda: np.count_nonzero(diff.data == REMOVED) == 3, timeout=3000)
-    assert "oedema: +0 / \u22123 voxels" in widget.corrections.value
+    assert "oedema: +0 / \u22123 voxels" in widget.corrections.counts.value
 
-    widget.show_corrections.value = False
+    widget.corrections.show_corrections.value = False
     assert f"{labels.name} corrections" not in viewer.layers
 
 
 def test_the_corrections_overlay_is_never_offered_as_a_labels_layer_to_edit(viewer, widget):
     labels = widget.layer.value
-    widget.show_corrections.value = True
+    widget.corrections.show_corrections.value = True
     overlay = viewer.layers[f"{labels.name} corrections"]
     edit = EditWidget(viewer)
     viewer.layers.selection.active = overlay  # even when the user selects it in the layer list
@@ -117,8 +118,8 @@ def test_the_corrections_overlay_is_never_offered_as_a_labels_layer_to_edit(view
 def test_corrections_need_a_layer_with_a_prediction(viewer, widget):
     viewer.add_labels(np.zeros(widget.layer.value.data.shape, dtype=np.uint8), name="hand drawn")
     widget.layer.value = viewer.layers["hand drawn"]
-    widget.show_corrections.value = True
-    assert widget.show_corrections.value is False
+    widget.corrections.show_corrections.value = True
+    assert widget.corrections.show_corrections.value is False
     assert "no model prediction" in widget.status.value and widget.status.is_error
     assert len([layer for layer in viewer.layers if layer.name.endswith("corrections")]) == 0
 
@@ -131,7 +132,7 @@ def test_fill_between_slices_fills_the_gap_in_one_undoable_step(viewer, widget):
     before = manual.data.copy()
     widget.layer.value = manual
     manual.selected_label = NCR
-    assert widget.fill_button.native.click() is None
+    assert widget.corrections.fill_button.native.click() is None
     filled = (manual.data == NCR).any(axis=(1, 2))
     assert np.flatnonzero(filled).tolist() == list(range(4, 11))
     assert (manual.data[7, 0:3, 0:3] == ED).all()
@@ -144,25 +145,25 @@ def test_fill_between_slices_refuses_background_as_the_label(viewer, widget):
     labels = widget.layer.value
     before = labels.data.copy()
     labels.selected_label = 0
-    widget.fill_button.native.click()
+    widget.corrections.fill_button.native.click()
     assert widget.status.is_error and "pick NCR/NET" in widget.status.value
     np.testing.assert_array_equal(labels.data, before)
 
 
 def test_report_button_writes_the_report_where_the_user_chose(viewer, widget, tmp_path, monkeypatch):
     target = tmp_path / "case report.pdf"
-    monkeypatch.setattr(ReviewWidget, "_ask_report_path", lambda self, suggestion: target)
-    widget.report_button.native.click()
+    monkeypatch.setattr(CaseReport, "_ask_path", lambda self, suggestion: target)
+    widget.report.button.native.click()
     assert target.read_bytes().startswith(b"%PDF")
     assert str(target) in widget.status.value
 
-    summary = widget.write_report()
+    summary = widget.report.write()
     assert summary["model_id"] == "tiny (0.0.1)" and summary["corrected"] is False
     assert summary["case_id"] == "Synthetic_001"
 
 
 def test_report_cancelled_in_the_dialog_writes_nothing(viewer, widget, tmp_path, monkeypatch):
-    monkeypatch.setattr(ReviewWidget, "_ask_report_path", lambda self, suggestion: None)
-    assert widget.write_report() is None
+    monkeypatch.setattr(CaseReport, "_ask_path", lambda self, suggestion: None)
+    assert widget.report.write() is None
     assert not list(tmp_path.rglob("*.pdf")) and not list(tmp_path.rglob("*.png"))
     assert not widget.status.is_error

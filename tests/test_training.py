@@ -17,6 +17,7 @@ import torch
 from napari_brainseg.__main__ import main
 from napari_brainseg.inference import segment
 from napari_brainseg.io import MODALITIES, load_case
+from napari_brainseg.jobs import Progress
 from napari_brainseg.model import load_model, read_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
 from napari_brainseg.training.evaluate import HD95_EMPTY, region_scores
@@ -128,8 +129,8 @@ class Interrupted(Exception):
 
 
 def stop_at(step: int):
-    def progress(done: int, total: int, loss: float) -> None:
-        if done == step:
+    def progress(p: Progress) -> None:
+        if p.stage == "train" and p.done == step:
             raise Interrupted
 
     return progress

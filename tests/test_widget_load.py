@@ -89,3 +89,15 @@ def test_a_folder_without_a_case_is_reported(viewer_and_widget, tmp_path, shown_
     _, widget = viewer_and_widget
     widget.folder.value = tmp_path
     assert widget.status.is_error and "No BraTS files" in widget.status.value
+
+
+def test_four_files_of_four_patients_are_refused_naming_the_odd_files(viewer_and_widget, make_case, shown_errors):
+    viewer, widget = viewer_and_widget
+    cases = [make_case(case_id=f"Patient_{i}", with_seg=False) for i in range(4)]
+    for i, (modality, edit) in enumerate(widget.files.items()):
+        edit.value = cases[i].images[modality]
+    widget.load_button.clicked()
+    assert widget.status.is_error and "not all from one case" in widget.status.value
+    for i, modality in enumerate(list(widget.files)[1:], start=1):
+        assert cases[i].images[modality].name in widget.status.value
+    assert len(viewer.layers) == 0

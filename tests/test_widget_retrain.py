@@ -66,7 +66,7 @@ def test_fine_tuning_shows_progress_then_registers_the_new_model_and_the_compari
     widget.epochs.value, widget.steps.value = 1, 2
     steps_seen = []
     widget.run_button.clicked()
-    widget.worker.yielded.connect(lambda p: steps_seen.append((p.stage, p.done, p.total)))
+    widget.job.progressed.connect(lambda p: steps_seen.append((p.stage, p.done, p.total)))
     assert not widget.run_button.enabled and widget.cancel_button.enabled and not widget.progress.native.isHidden()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
 

@@ -12,7 +12,8 @@ from napari.layers import Image, Labels
 from napari_brainseg import registry
 from napari_brainseg._widgets import segment as segment_module
 from napari_brainseg._widgets.segment import SegmentWidget
-from napari_brainseg.inference import Cancelled, available_devices
+from napari_brainseg.devices import available_devices
+from napari_brainseg.jobs import Cancelled, Progress
 from napari_brainseg.io import MODALITIES, load_case
 from napari_brainseg.labels import LABEL_COLORS, region_volumes_ml
 from napari_brainseg.layers import METADATA_KEY
@@ -132,7 +133,7 @@ def test_test_time_flips_add_an_uncertainty_map(widget, viewer, case, qtbot):
 
 def test_cancel_stops_the_run_and_adds_nothing(widget, viewer, case, qtbot, monkeypatch):
     def endless_segment(*args, should_stop, progress, **kwargs):  # inference slower than any test
-        progress(0, 1)
+        progress(Progress("segment", 0, 1))
         while not should_stop():
             time.sleep(0.01)
         raise Cancelled("Segmentation cancelled.")
@@ -143,7 +144,7 @@ def test_cancel_stops_the_run_and_adds_nothing(widget, viewer, case, qtbot, monk
     widget.cancel_button.clicked()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
     assert "Cancelled" in widget.status.value
-    assert [layer.name for layer in viewer.layers if isinstance(layer, Labels)] == [f"{case.case_id} labels from file"]
+    assert [layer.name for layer in viewer.layers if isinstance(layer, Labels)] == [f"{case.case_id} reference labels"]
     assert widget.run_button.enabled
 
 

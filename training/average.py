@@ -6,9 +6,15 @@ tends to generalise better (Izmailov et al., "Averaging Weights Leads to Wider O
 Generalization", 2018). The networks here use instance normalisation, so the mean needs no pass over
 the data to refresh batch statistics.
 
-Example:
-    >>> paths = sorted(Path("RUN_DIR/epochs").glob("model-e*.pt"))[-20:]  # doctest: +SKIP
-    >>> average_checkpoints(paths, "averaged.pt")  # doctest: +SKIP
+Example (two small untrained networks stand for a run's last epochs, ``RUN_DIR/epochs/model-e*.pt``):
+    >>> from napari_brainseg.model import ModelInfo, build_network, load_model, save_checkpoint
+    >>> info = ModelInfo(model_id="run", arch_kwargs={"spatial_dims": 3, "in_channels": 4, "out_channels": 3,
+    ...                                               "channels": [4, 8], "strides": [2]})
+    >>> paths = [save_checkpoint(f"model-e{i:03d}.pt", build_network(info), info) for i in (1, 2)]
+    >>> path, rows = average_checkpoints(paths, "averaged.pt")
+    >>> first, second, mean = (load_model(p)[0].state_dict() for p in (*paths, path))
+    >>> all(torch.allclose(mean[k], (first[k] + second[k]) / 2) for k in mean if mean[k].is_floating_point())
+    True
 """
 
 from __future__ import annotations

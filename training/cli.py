@@ -16,11 +16,11 @@ import sys
 import warnings
 from pathlib import Path
 
+from napari_brainseg.backend import BACKEND_HELP, BACKENDS
+from napari_brainseg.devices import DEVICES
+
 from .defaults import DEFAULT_DATA, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # inference.DEVICES, without importing torch
-BACKEND_CHOICES = ("auto", "torch", "onnx")  # backend.BACKENDS, without importing the core
-BACKEND_HELP = "auto: ONNX Runtime on the CPU (no torch), torch on CUDA/MPS and with --tta"
 MODEL_HELP = "'bundled', the name of a registered model (see 'napari-brainseg models') or a checkpoint .pt path"
 RESUME_HINT = "Interrupted. The run folder keeps the last completed epoch: run the same command again to resume."
 
@@ -35,7 +35,7 @@ def _add_run_args(p: argparse.ArgumentParser, finetuning: bool) -> None:
                    help="optimiser steps in an epoch (per process under torchrun)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many optimiser steps (default: epochs x steps per epoch)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to train; auto: the best present")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to train; auto: the best present")
     p.add_argument("--val-split", default=None, metavar="FILE",
                    help="JSON file with 'train' and 'val' case id lists (default: a seeded split, see --val-fraction)")
     p.add_argument("--val-data", action="extend", nargs="+", default=None, metavar="DIR",
@@ -104,8 +104,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", default="val", choices=["train", "val"], help="the subset of --split to score")
     p.add_argument("--include-training-cases", action="store_true",
                    help="also score the cases the model was trained on (its checkpoint lists them)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to segment; auto: the best present")
-    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to segment; auto: the best present")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--tta", action="store_true", help="average over test-time flips (about 4x slower)")
     p.add_argument("--roi-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="sliding window size (default: the model's own, 96 96 96 for 3-D)")
@@ -126,7 +126,7 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", default=None, metavar="DIR",
                    help="score the average on its validation cases found here and record the scores in it "
                         "(default: not scored)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to score; auto: the best present")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to score; auto: the best present")
     p.set_defaults(func=cmd_average)
 
 
@@ -159,6 +159,8 @@ def _run_settings(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from napari_brainseg.jobs import Progress
+
     from .train import TrainConfig, Trainer
 
     cfg = TrainConfig(data=args.data, out=args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
@@ -166,9 +168,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, log=tqdm.write)
     bar = tqdm(total=trainer.cfg.total_steps, initial=trainer.step, unit="step", disable=trainer.rank != 0)
 
-    def progress(step: int, total: int, loss: float) -> None:
-        bar.update(step - bar.n)
-        bar.set_postfix(loss=f"{loss:.3f}")
+    def progress(p: Progress) -> None:
+        if p.stage == "train":
+            bar.update(p.done - bar.n)
+            bar.set_postfix(loss=f"{p.loss:.3f}")
 
     path = trainer.fit(progress)
     bar.close()
@@ -180,10 +183,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from napari_brainseg.jobs import Progress, drive
     from napari_brainseg.registry import resolve_model
 
     from .finetune import REPORT_FILE, finetune, finetune_config
-    from .train import Progress, drive
 
     cfg = finetune_config(resolve_model(args.base), args.data, args.out, args.epochs, args.steps_per_epoch,
                           **_run_settings(args))
@@ -254,7 +257,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     roi = None if args.one_pass else (args.roi_size or AUTO)
     rows = evaluate_cases(loaded.model, cases, device=loaded.device, tta=args.tta, roi_size=roi,
-                          progress=lambda i, n, row: print(f"[{i}/{n}] {row['case_id']}", file=sys.stderr))
+                          progress=lambda p: print(f"[{p.done}/{p.total}] {p.note}", file=sys.stderr))
     print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s), {loaded.backend} on "
           f"{loaded.device}:")
     print(format_table(rows))

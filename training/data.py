@@ -10,9 +10,18 @@ equal candidates the later folder wins.
 Fine-tuning mixes a handful of corrected cases with many original ones: :func:`sampling_weights`
 draws the corrected cases for at least a set share of the patches so that they are not drowned.
 
-Example:
-    >>> cases = discover_cases(["../shared/data/brats2018"])  # doctest: +SKIP
-    >>> split = make_split([c.case_id for c in cases], val_fraction=0.2, seed=0)  # doctest: +SKIP
+Example (synthetic cases; real ones are e.g. ``../shared/data/brats2018``):
+    >>> from napari_brainseg.synthetic import write_synthetic_case
+    >>> for i in range(5):
+    ...     _ = write_synthetic_case(f"cases/Case_{i}", f"Case_{i}", shape=(48, 56, 40), seed=i)
+    >>> _ = write_synthetic_case("corrections/Case_1/v002", "Case_1", shape=(48, 56, 40))
+    >>> _ = Path("corrections/Case_1/v002/provenance.json").write_text("{}")  # an export writes it last
+    >>> cases = discover_cases(["cases", "corrections"])
+    >>> len(cases), [c.case_id for c in cases if is_correction(c)]
+    (5, ['Case_1'])
+    >>> split = make_split([c.case_id for c in cases], val_fraction=0.2, seed=0)
+    >>> len(split["train"]), len(split["val"])
+    (4, 1)
 """
 
 from __future__ import annotations

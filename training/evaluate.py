@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,11 @@ import torch
 from napari_brainseg.atomic import atomic_path, write_text_atomic
 from napari_brainseg.inference import AUTO, segment
 from napari_brainseg.io import CaseFiles, load_case
+from napari_brainseg.jobs import Progress, ProgressCallback, ShouldStop, drive
 from napari_brainseg.labels import REGION_NAMES, regions_from_labels
 
 HD95_EMPTY = 373.13
+EVALUATE_STAGE = "evaluate"
 
 
 def region_scores(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
@@ -64,21 +66,33 @@ def score_case(
             "seconds": round(result.seconds, 2)}
 
 
-def evaluate_cases(
+def evaluate_steps(
     model: torch.nn.Module,
     cases: Sequence[CaseFiles],
     device: str | torch.device = "cpu",
     tta: bool = False,
     roi_size: Sequence[int] | str | None = AUTO,
-    progress=None,
-) -> list[dict]:
-    """Segment each case and score it against its expert labels; one row per case."""
+    stage: str = EVALUATE_STAGE,
+) -> Generator[Progress, None, list[dict]]:
+    """Segment each case and score it against its expert labels, yielding after each case (its id in
+    ``note``); returns one row per case."""
     rows = []
     for i, files in enumerate(cases):
         rows.append(score_case(model, files, device, tta, roi_size))
-        if progress is not None:
-            progress(i + 1, len(cases), rows[-1])
+        yield Progress(stage, i + 1, len(cases), note=files.case_id)
     return rows
+
+
+def evaluate_cases(
+    model: torch.nn.Module,
+    cases: Sequence[CaseFiles],
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+    **options,
+) -> list[dict]:
+    """:func:`evaluate_steps` (``options``: its device, tta, roi_size) run to its end by
+    :func:`napari_brainseg.jobs.drive`."""
+    return drive(evaluate_steps(model, cases, **options), progress, should_stop)
 
 
 def compare_scores(base_rows: Sequence[dict], new_rows: Sequence[dict]) -> list[dict]:

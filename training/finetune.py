@@ -17,10 +17,19 @@ Validation cases are, in order of preference: ``--val-split``'s ``val`` list, th
 ``--val-data`` folders, the base model's own validation cases found among the original data, or a
 seeded share of the original cases (of the corrected ones only when there is nothing else).
 
-Example:
-    >>> cfg = finetune_config("bundled", ["~/corrections", "../shared/data/brats2018"], "runs/ft1")  # doctest: +SKIP
-    >>> result = drive(finetune(cfg))  # doctest: +SKIP
-    >>> print(result.report)  # doctest: +SKIP
+Example (a very short run on synthetic cases; real ones are e.g. ``~/corrections`` and
+``../shared/data/brats2018``):
+    >>> from napari_brainseg.jobs import drive
+    >>> from napari_brainseg.synthetic import write_synthetic_case
+    >>> for i in range(3):
+    ...     _ = write_synthetic_case(f"cases/Case_{i}", f"Case_{i}", shape=(48, 56, 40), seed=i)
+    >>> _ = write_synthetic_case("corrections/Case_9/v001", "Case_9", shape=(48, 56, 40), seed=9)
+    >>> _ = Path("corrections/Case_9/v001/provenance.json").write_text("{}")  # an export writes it last
+    >>> cfg = finetune_config("bundled", ["corrections", "cases"], "runs/ft1", epochs=1, steps_per_epoch=1,
+    ...                       patch_size=[32, 32, 32], device="cpu")
+    >>> result = drive(finetune(cfg, log=lambda line: None))
+    >>> result.info.parent.startswith("brainseg"), result.info.corrected_cases, result.checkpoint.as_posix()
+    (True, ['Case_9'], 'runs/ft1/model.pt')
 """
 
 from __future__ import annotations
@@ -31,16 +40,14 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from napari_brainseg.atomic import write_text_atomic
-from napari_brainseg.io import CaseFiles
+from napari_brainseg.jobs import Progress
 from napari_brainseg.model import ModelInfo, info_from_dict, load_model, read_checkpoint
 
 from .data import is_correction
 from .defaults import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH, FINETUNE_WARMUP
-from .evaluate import compare_scores, format_comparison, score_case
-from .train import Progress, TrainConfig, Trainer
+from .evaluate import compare_scores, evaluate_steps, format_comparison
+from .train import TrainConfig, Trainer
 
 REPORT_FILE = "finetune_report.json"
 
@@ -95,15 +102,6 @@ def finetune_config(
     return cfg
 
 
-def _evaluate(model: torch.nn.Module, cases: Sequence[CaseFiles], device: torch.device,
-              stage: str) -> Generator[Progress, None, list[dict]]:
-    rows = []
-    for i, files in enumerate(cases):
-        rows.append(score_case(model, files, device))
-        yield Progress(stage, i + 1, len(cases))
-    return rows
-
-
 def _describe_data(trainer: Trainer) -> str:
     corrected = [c.case_id for c in trainer.train_cases if is_correction(c)]
     original = len(trainer.train_cases) - len(corrected)
@@ -117,7 +115,8 @@ def finetune(cfg: TrainConfig, log: Callable[[str], None] = print) -> Generator[
     """Fine-tune, then score base and new model on the validation cases; yields progress.
 
     Returns the :class:`FinetuneResult` (``None`` in the other processes of a distributed run) and
-    writes it to ``RUN_DIR/finetune_report.json``. Run it with :func:`training.train.drive`.
+    writes it to ``RUN_DIR/finetune_report.json``. Run it with :func:`napari_brainseg.jobs.drive`; closed
+    early (cancelled), it leaves the run folder at its last completed epoch, and the same call resumes.
     """
     if not cfg.base:
         raise ValueError("Fine-tuning needs a base model: 'bundled' or the path of a checkpoint.")
@@ -134,8 +133,8 @@ def finetune(cfg: TrainConfig, log: Callable[[str], None] = print) -> Generator[
                   "not used for fine-tuning (--val-data; in napari, 'Validation cases'), or more cases.")
         base_rows, new_rows, comparison = [], [], []
     else:
-        base_rows = yield from _evaluate(base_model, cases, trainer.device, "evaluate base")
-        new_rows = trainer.val_rows or (yield from _evaluate(new_model, cases, trainer.device, "evaluate new"))
+        base_rows = yield from evaluate_steps(base_model, cases, trainer.device, stage="evaluate base")
+        new_rows = trainer.val_rows or (yield from evaluate_steps(new_model, cases, trainer.device, stage="evaluate new"))
         comparison = compare_scores(base_rows, new_rows)
         report = format_comparison(comparison, base_info.model_id, len(cases))
         seen = sorted({c.case_id for c in cases} & set(base_info.train_cases))

@@ -19,14 +19,15 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from napari_brainseg.atomic import atomic_path, write_text_atomic
-from napari_brainseg.inference import Cancelled, select_device
+from napari_brainseg.devices import select_device
+from napari_brainseg.jobs import Progress, ProgressCallback, ShouldStop, drive
 from napari_brainseg.io import CaseFiles
 from napari_brainseg.model import (
     DEFAULT_ARCH,
@@ -50,9 +51,10 @@ from .data import (
     training_transforms,
     write_split,
 )
-from .evaluate import evaluate_cases, mean_scores
+from .evaluate import evaluate_steps, mean_scores
 
-T = TypeVar("T")
+__all__ = ["Progress", "TrainConfig", "Trainer", "drive", "epoch_checkpoint"]  # Progress, drive: from jobs
+
 NEW_ARCHITECTURES = {"3d": DEFAULT_ARCH, "2.5d": SLICE_ARCH}
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
@@ -104,15 +106,6 @@ class TrainConfig:
         return min(planned, self.max_steps) if self.max_steps else planned
 
 
-class Progress(NamedTuple):
-    """One step of a long job: its stage ("train", "evaluate base", ...), steps done and total, last loss."""
-
-    stage: str
-    done: int
-    total: int
-    loss: float | None = None
-
-
 def _distributed(device_name: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device); under torchrun, joins the process group and takes this process's GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -123,25 +116,6 @@ def _distributed(device_name: str) -> tuple[int, int, torch.device]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank() if world > 1 else 0), world, device
-
-
-def drive(job: Generator[Progress, None, T], progress: Callable[[Progress], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> T:
-    """Run a job that yields :class:`Progress` to its end and return its result.
-
-    ``progress`` sees every step; when ``should_stop()`` turns true (checked after each step) the job is
-    closed and :class:`~napari_brainseg.inference.Cancelled` raised.
-    """
-    while True:
-        try:
-            done = next(job)
-        except StopIteration as end:
-            return end.value
-        if progress is not None:
-            progress(done)
-        if should_stop is not None and should_stop():
-            job.close()
-            raise Cancelled(f"Stopped on request ({done.stage}, step {done.done} of {done.total}).")
 
 
 def _seed_everything(seed: int) -> None:
@@ -248,7 +222,7 @@ class Trainer:
         cfg = self.cfg
         val_from = f" (validation from {', '.join(cfg.val_data)})" if cfg.val_data else ""
         steps = f"{cfg.total_steps} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps per epoch"
-        steps += f", stopping at --max-steps {cfg.max_steps})" if cfg.max_steps else ")"
+        steps += f", cut to {cfg.max_steps})" if cfg.max_steps else ")"
         if self.step:
             steps += f", resuming after step {self.step}"
         lines = [
@@ -307,18 +281,16 @@ class Trainer:
         self.scheduler.step()
         return float(loss.detach())
 
-    def fit(self, progress: Callable[[int, int, float], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> Path:
+    def fit(self, progress: ProgressCallback | None = None, should_stop: ShouldStop | None = None) -> Path:
         """Train until the configured epochs or steps; returns the checkpoint path.
 
-        Raises :class:`~napari_brainseg.inference.Cancelled` when ``should_stop()`` turns true (checked
+        Raises :class:`~napari_brainseg.jobs.Cancelled` when ``should_stop()`` turns true (checked
         after every step); the last completed epoch stays saved and a new run resumes from it.
         """
-        report = None if progress is None else (lambda p: progress(p.done, p.total, p.loss))
-        return drive(self.steps(), report, should_stop)
+        return drive(self.steps(), progress, should_stop)
 
     def steps(self) -> Generator[Progress, None, Path]:
-        """Train, yielding after every optimiser step; returns the checkpoint path.
+        """Train, yielding after every optimiser step and validation case; returns the checkpoint path.
 
         Closing the generator stops training: the last completed epoch stays saved.
         """
@@ -352,7 +324,7 @@ class Trainer:
                     self.step += 1
                     yield Progress("train", self.step, cfg.total_steps, losses[-1])
                 self.epoch += 1
-                self._end_epoch(losses, time.perf_counter() - start)
+                yield from self._end_epoch(losses, time.perf_counter() - start)
             if self.world > 1:
                 dist.barrier()
         finally:
@@ -360,13 +332,13 @@ class Trainer:
                 dist.destroy_process_group()
         return self.run / MODEL_FILE
 
-    def _end_epoch(self, losses: list[float], seconds: float) -> None:
+    def _end_epoch(self, losses: list[float], seconds: float) -> Generator[Progress, None, None]:
         entry = {"epoch": self.epoch, "step": self.step, "loss": float(np.mean(losses)) if losses else None,
                  "lr": self.scheduler.get_last_lr()[0], "seconds": round(seconds, 1)}
         last = self.epoch * self.cfg.steps_per_epoch >= self.cfg.total_steps
         if self.rank == 0 and self.val_cases and (self.epoch % self.cfg.val_every == 0 or last):
             self.model.eval()
-            self.val_rows = evaluate_cases(self.model, self.val_cases, device=self.device)
+            self.val_rows = yield from evaluate_steps(self.model, self.val_cases, device=self.device, stage="validate")
             entry["val"] = mean_scores(self.val_rows)
             self.model.train()
         if self.rank == 0:

@@ -4,10 +4,14 @@
 * :mod:`.segment` - ``SegmentWidget``: run a model on the open case; region volumes in mL.
 * :mod:`.edit` - ``EditWidget``: paint classes; undoable clean-ups (fill holes, remove islands).
 * :mod:`.export` - ``ExportWidget``: save a corrected segmentation to a corrections dataset.
-* :mod:`.review` - ``ReviewWidget``: uncertain slices first, corrections overlay, fill between slices, report.
+* :mod:`.review` - ``ReviewWidget``: one dock of three parts: :mod:`.navigation` (uncertain slices
+  first), :mod:`.corrections` (corrections overlay, fill between slices) and :mod:`.case_report`.
+* :mod:`.retrain` - ``RetrainWidget``: fine-tune a model on the exported corrections.
 
 Each widget is a thin magicgui ``Container`` taking the viewer: it gathers input, calls the core and
 shows the result. A problem is shown in the widget's status line and as a napari notification.
+Long work (segmenting, fine-tuning) runs in the background the one way :mod:`._worker` describes:
+a progress bar, *Cancel*, and a job that stops when its widget or the viewer closes.
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ from ..layers import LayerDataTuple, is_overlay
 if TYPE_CHECKING:
     import napari
     import napari.layers
-    from magicgui.widgets import ProgressBar, PushButton
-    from napari.qt.threading import WorkerBase
 
 ERROR_STYLE = "color: #ff6060;"
 
@@ -56,36 +58,6 @@ class Status(Label):
         return self.native.styleSheet() == ERROR_STYLE
 
 
-class RunsInBackground:
-    """Mixed into a widget that runs one napari worker at a time, shown by its Run/Cancel buttons and progress bar."""
-
-    FAILED = "It failed"
-    """How the status line starts when the worker raises, e.g. ``"Segmentation failed"``."""
-    worker: WorkerBase | None = None
-    run_button: PushButton
-    cancel_button: PushButton
-    progress: ProgressBar
-    status: Status
-
-    def _run_worker(self, worker: WorkerBase) -> None:
-        """Start ``worker`` (its other signals already connected); the widget shows it busy until it finishes."""
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
-        worker.start()
-
-    def _on_error(self, err: Exception) -> None:
-        # napari's worker has already raised a notification for it (with the traceback).
-        self.status.error(f"{self.FAILED}: {err}", notify=False)
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
-        self.progress.visible = False
-
-
 def add_layers(viewer: napari.viewer.Viewer, layer_data: Iterable[LayerDataTuple]) -> list[napari.layers.Layer]:
     """Add napari LayerData tuples to the viewer; returns the new layers."""
     from napari.layers import Layer
@@ -99,6 +71,28 @@ def set_masked_voxels(layer: napari.layers.Labels, mask: np.ndarray, value: int)
     if indices[0].size:
         layer.data_setitem(indices, value)
     return int(indices[0].size)
+
+
+def edit_events(layer: napari.layers.Labels) -> list:
+    """The events of every change to a Labels layer's voxels.
+
+    ``paint``: brush, fill and ``data_setitem``; ``data``: a new array; ``set_data``: refresh after undo/redo.
+    """
+    return [layer.events.paint, layer.events.data, layer.events.set_data]
+
+
+def slicing_axis(viewer: napari.viewer.Viewer, layer: napari.layers.Layer) -> int | None:
+    """The layer's data axis that the viewer slices along now (None in the 3-D view)."""
+    dims = viewer.dims
+    if dims.ndisplay != 2:
+        return None
+    return dims.not_displayed[-1] - (dims.ndim - layer.ndim)
+
+
+def current_index(viewer: napari.viewer.Viewer, layer: napari.layers.Layer, axis: int) -> int:
+    """The index along ``axis`` of the layer's slice that the viewer shows now."""
+    position = layer.world_to_data(viewer.dims.point)
+    return int(np.clip(np.rint(position[axis]), 0, layer.data.shape[axis] - 1))
 
 
 def connect_while_alive(widget: Widget, emitter, callback) -> None:

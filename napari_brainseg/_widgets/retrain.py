@@ -14,16 +14,17 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 
 from .. import registry
-from ..inference import available_devices
+from ..devices import AUTO_DEVICE, available_devices
+from ..jobs import Progress, drive
 from ..model import CheckpointError
-from . import RunsInBackground, Status, connect_while_alive
+from . import Status, connect_while_alive
+from ._worker import RunsInBackground
 from .export import default_dataset
 
 if TYPE_CHECKING:
     import napari
 
     from ..training.finetune import FinetuneResult
-    from ..training.train import Progress
 
 RUNS_FOLDER = "runs"
 
@@ -51,7 +52,7 @@ class RetrainWidget(RunsInBackground, Container):
         self.name = LineEdit(label="New model name", value=_default_name())
         self.epochs = SpinBox(label="Epochs", min=1, max=1000, value=FINETUNE_EPOCHS)
         self.steps = SpinBox(label="Steps per epoch", min=1, max=10000, value=FINETUNE_STEPS_PER_EPOCH)
-        self.device = ComboBox(label="Device", choices=["auto", *available_devices()])
+        self.device = ComboBox(label="Device", choices=[AUTO_DEVICE, *available_devices()])
         self.run_button = PushButton(text="Fine-tune")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=1, value=0, visible=False)
@@ -107,24 +108,15 @@ class RetrainWidget(RunsInBackground, Container):
         self._start(cfg, name, finetune)
 
     def _start(self, cfg, name: str, finetune) -> None:
-        from napari.qt.threading import create_worker
-
         self._log = []
-        worker = create_worker(finetune, cfg, self._log.append, _start_thread=False)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda result: self._on_result(result, name))
-        worker.aborted.connect(self._on_cancelled)
+        log = self._log.append
         self.loss.value, self.result.value = "", ""
-        self.status.info(f"Preparing the cases for {name}\u2026")
-        self._run_worker(worker)
+        self.run_job(lambda progress, should_stop: drive(finetune(cfg, log), progress, should_stop),
+                     lambda result: self._on_result(result, name), busy=f"Preparing the cases for {name}\u2026")
 
-    def cancel(self) -> None:
-        """Stop after the current step; the run folder keeps the last completed epoch, nothing is registered."""
-        if self.worker is not None:
-            self.worker.quit()
-
-    def _on_progress(self, p: Progress) -> None:
-        self.progress.max, self.progress.value = p.total, p.done
+    def on_progress(self, p: Progress) -> None:
+        """Show the step, the loss and the last line of the training log."""
+        super().on_progress(p)
         if p.stage == "train":
             self.loss.value = f"Step {p.done}/{p.total}, loss {p.loss:.4f}"
             self.status.info(self._log[-1] if self._log else "Training\u2026")
@@ -143,7 +135,8 @@ class RetrainWidget(RunsInBackground, Container):
         self.status.info(f"New model {entry.name!r} is in the Segment widget's model list.{verdict}")
         self.name.value = _default_name()
 
-    def _on_cancelled(self) -> None:
+    def on_cancelled(self) -> None:
+        """Cancel stops after the current step: the run folder keeps the last completed epoch, nothing is registered."""
         self.status.info(
             f"Cancelled; no model was registered. {self.run_folder()} keeps the last completed epoch: "
             "fine-tune again with the same name to resume."

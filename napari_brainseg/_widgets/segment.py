@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Generator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,19 +13,23 @@ from superqt.utils import qdebounced
 
 from .. import registry
 from ..backend import load_for_inference
-from ..inference import DEVICES, Cancelled, DeviceError, Segmentation, available_devices, segment, select_device
+from ..devices import DEVICES, DeviceError, available_devices, select_device
+from ..inference import Segmentation, segment
 from ..io import BratsInputError
+from ..jobs import Cancelled, ProgressCallback, ShouldStop
 from ..labels import region_volumes_ml
 from ..layers import (
     CaseContext,
     case_context,
     find_modality_layers,
     prediction_layer_data,
+    show_as_reference,
     stack_modalities,
     uncertainty_layer_data,
 )
 from ..model import CheckpointError, ModelInfo, info_from_dict, read_checkpoint
-from . import RunsInBackground, Status, add_layers, connect_while_alive
+from . import Status, add_layers, connect_while_alive, edit_events
+from ._worker import RunsInBackground
 
 if TYPE_CHECKING:
     import napari
@@ -35,58 +37,34 @@ if TYPE_CHECKING:
 
 TTA_TEXT = "Test-time flips + uncertainty map (about 4\u00d7 slower)"
 VOLUME_REFRESH_MS = 250
-_POLL_SECONDS = 0.05
 
 
-def _segment_in_background(
-    image: np.ndarray, checkpoint: Path, device: str, tta: bool, stop: threading.Event
-) -> Generator[tuple[int, int], None, tuple[Segmentation, ModelInfo] | None]:
-    """Load the model and segment on a helper thread, yielding ``(done, total)`` progress.
+def load_and_segment(
+    image: np.ndarray, checkpoint: Path, device: str, tta: bool, progress: ProgressCallback, should_stop: ShouldStop
+) -> tuple[Segmentation, ModelInfo]:
+    """The Segment widget's job: load the model, then segment ``image`` with it.
 
     On the CPU without flips the model runs with ONNX Runtime, otherwise with torch (:mod:`~napari_brainseg.backend`).
-    Returns ``None`` when cancelled (``stop`` set): the wait ends at once, inference at its next window.
+    A request to stop while the model loads is honoured as soon as it has loaded: inference never starts.
     """
     loaded = load_for_inference(checkpoint, device=device, tta=tta)
-    model, info, device = loaded.model, loaded.info, loaded.device
-    messages: queue.SimpleQueue = queue.SimpleQueue()
-
-    def run() -> None:
-        try:
-            result = segment(
-                image, model, device, tta=tta, progress=lambda *done: messages.put(done), should_stop=stop.is_set
-            )
-            messages.put(result)
-        except Exception as err:  # noqa: BLE001 -- relayed to the generator, which raises it in the worker
-            messages.put(err)
-
-    threading.Thread(target=run, name="brainseg-segment").start()
-    while not stop.is_set():
-        try:
-            message = messages.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            continue
-        if isinstance(message, tuple):
-            yield message
-        elif isinstance(message, Cancelled):
-            break
-        elif isinstance(message, Exception):
-            raise message
-        else:
-            return message, info
-    return None
+    if should_stop():
+        raise Cancelled("Segmentation cancelled while the model loaded.")
+    result = segment(image, loaded.model, loaded.device, tta=tta, progress=progress, should_stop=should_stop)
+    return result, loaded.info
 
 
 class SegmentWidget(RunsInBackground, Container):
     """Choose device, model and test-time flips; segment the open case; read WT/TC/ET volumes in mL."""
 
     FAILED = "Segmentation failed"
+    CANCELLED = "Cancelled; nothing was added."
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
         self._checkpoints: list[Path] = []
         self._models = registry.list_models()
-        self._stop = threading.Event()
         self.result_layer: napari.layers.Labels | None = None
 
         self.device = ComboBox(label="Device", choices=[d.upper() if d != "auto" else "Auto" for d in DEVICES])
@@ -160,40 +138,26 @@ class SegmentWidget(RunsInBackground, Container):
             image = stack_modalities(found)
             if self.model.value is None:
                 raise CheckpointError("No model to run: choose a checkpoint file (.pt) first.")
-            device = self.device.value.lower()
-            select_device(device)
+            device = select_device(self.device.value.lower()).type  # "auto" resolved: the status names the device
         except (BratsInputError, CheckpointError, DeviceError) as err:
             self.status.error(err)
             return
         self._start(image, case_context(found), self.model.value, device, self.tta.value)
 
     def _start(self, image: np.ndarray, context: CaseContext, checkpoint: Path, device: str, tta: bool) -> None:
-        from napari.qt.threading import create_worker
+        self.run_job(
+            partial(load_and_segment, image, checkpoint, device, tta),
+            lambda outcome: self._on_result(context, outcome),
+            busy=f"Segmenting {context.case_id} on {device.upper()}\u2026",
+        )
 
-        self._stop = threading.Event()
-        worker = create_worker(_segment_in_background, image, checkpoint, device, tta, self._stop, _start_thread=False)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda result: self._on_result(context, result))
-        self.status.info(f"Segmenting {context.case_id} on {device}\u2026")
-        self._run_worker(worker)
-
-    def cancel(self) -> None:
-        """Stop the running segmentation; nothing is added to the viewer."""
-        self._stop.set()
-
-    def _on_progress(self, done_total: tuple[int, int]) -> None:
-        done, total = done_total
-        self.progress.max, self.progress.value = total, done
-
-    def _on_result(self, context: CaseContext, outcome: tuple[Segmentation, ModelInfo] | None) -> None:
-        if outcome is None:
-            self.status.info("Cancelled; nothing was added.")
-            return
+    def _on_result(self, context: CaseContext, outcome: tuple[Segmentation, ModelInfo]) -> None:
         result, info = outcome
         layer_data = [prediction_layer_data(result.labels, context, info.model_id, info.version)]
         if result.uncertainty is not None:
             layer_data.insert(0, uncertainty_layer_data(result.uncertainty, context))
         self.track(add_layers(self._viewer, layer_data)[-1])
+        show_as_reference(self._viewer.layers, context.case_id)
         note = " (the accelerator failed, so it ran on the CPU)" if result.fell_back_to_cpu else ""
         self.status.info(
             f"Segmented {context.case_id} with {info.model_id} ({info.version}) on {result.device.upper()} "
@@ -208,17 +172,12 @@ class SegmentWidget(RunsInBackground, Container):
 
     def _watch(self, layer: napari.layers.Labels | None) -> None:
         if self.result_layer is not None:
-            for emitter in self._volume_events(self.result_layer):
+            for emitter in edit_events(self.result_layer):
                 emitter.disconnect(self._refresh_volumes_later)
         self.result_layer = layer
         if layer is not None:
-            for emitter in self._volume_events(layer):
+            for emitter in edit_events(layer):
                 emitter.connect(self._refresh_volumes_later)
-
-    @staticmethod
-    def _volume_events(layer: napari.layers.Labels) -> list:
-        # paint: brush, fill and data_setitem; data: a new array; set_data: refresh after undo/redo.
-        return [layer.events.paint, layer.events.data, layer.events.set_data]
 
     def refresh_volumes(self) -> None:
         """Recompute the volumes table from the tracked layer."""
