@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from .atomic import NO_SPACE, atomic_path, write_problem
 from .backend import BACKEND_HELP, BACKENDS
+from .cases.cli import add_prepare_command, add_prepare_options
 from .devices import DEVICES
 from .onnx_model import PRECISIONS, SHIPPED_PRECISION
 from .training.cli import MODEL_HELP, add_training_commands
@@ -95,7 +96,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                     "header). Progress goes to the terminal; an existing output is never replaced without "
                     "--overwrite, an input never.",
     )
-    p.add_argument("cases", nargs="+", metavar="CASE_DIR", help="a case folder, or one file of the case")
+    p.add_argument("cases", nargs="+", metavar="CASE_DIR",
+                   help="a case folder, or one file of the case; with --prepare, the study's NAME=PATH inputs")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--output", "-o", metavar="OUT.nii.gz", help="output file (one case only; this or --output-dir)")
     out.add_argument("--output-dir", metavar="DIR",
@@ -105,6 +107,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="bundled", help=MODEL_HELP)
     p.add_argument("--tta", action="store_true", help="average over mirrored inputs (about 4x slower)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--prepare", action="store_true",
+                   help="the inputs are one scanner study (see 'prepare --help'): prepare it into --output-dir/ID/, "
+                        "segment it there, and write the labels on the native T1ce too (ID_seg_native.nii.gz)")
+    add_prepare_options(p)
     p.set_defaults(func=cmd_predict, interrupted=PREDICT_INTERRUPTED)
 
 
@@ -138,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_models(sub)
     _add_export_onnx(sub)
+    add_prepare_command(sub)
     add_training_commands(sub)
     return parser
 
@@ -224,6 +231,8 @@ def _segment_one(case: LoadedCase, output: Path, model, device, args: argparse.N
 def cmd_predict(args: argparse.Namespace) -> int:
     from .io import find_case, load_case
 
+    if args.prepare:
+        return predict_study(args)
     cases = [find_case(path) for path in args.cases]
     outputs = plan_outputs(cases, args.output, args.output_dir, args.overwrite)
     failed, written = 0, 0
@@ -273,6 +282,38 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     path, difference = export_onnx(resolve_model(args.model), args.out, args.precision)
     print(f"Wrote {path} ({args.precision}, {path.stat().st_size / 1e6:.1f} MB); on a random input its "
           f"probabilities differ from the checkpoint's by at most {difference:.2g}.")
+    return 0
+
+
+def predict_study(args: argparse.Namespace) -> int:
+    """``predict --prepare``: prepare one scanner study, segment it, and map the labels back to the native T1ce."""
+    from .cases.cli import prepare_from_args
+    from .cases.prepare import NATIVE_SEG_SUFFIX, default_case_id, labels_to_native, parse_inputs
+    from .io import load_case
+
+    if args.output_dir is None:
+        raise UsageError("--prepare writes a case folder: give --output-dir DIR instead of --output.")
+    case_id = args.case_id or default_case_id(parse_inputs(args.cases))
+    args.case_id = case_id
+    folder = Path(args.output_dir).expanduser() / case_id
+    case = prepare_from_args(args.cases, args, folder)
+    loaded = load_case(case.files, with_seg=False)
+    from .backend import load_for_inference
+    from .registry import resolve_model
+
+    runner = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
+    model, info, device = runner.model, runner.info, runner.device
+    print(f"Model {info.model_id} (version {info.version}) on {device} ({runner.backend}): segmenting...",
+          file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    seg_path = folder / f"{case_id}{SEG_SUFFIX}"
+    _segment_one(loaded, seg_path, model, device, args)
+    import nibabel as nib
+
+    native_path = folder / f"{case_id}{NATIVE_SEG_SUFFIX}"
+    write_nifti_atomic(labels_to_native(nib.load(seg_path), case.record), native_path, args.overwrite)
+    print(f"Wrote {seg_path} (prepared grid) and {native_path} (native T1ce grid) "
+          f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0
 
 

@@ -4,7 +4,8 @@
 * ``real_case_dir`` -- the first real case folder in it.
 * ``make_case(...)`` -- a factory writing a small synthetic BraTS case into ``tmp_path``; returns its
   :class:`~napari_brainseg.io.CaseFiles`. Choose the naming, the voxel orientation (any axcodes, e.g.
-  ``"LPS"`` as BraTS ships or ``"RAS"``: the same anatomy stored the other way round), spacing, shape, seed.
+  ``"LPS"`` as BraTS ships or ``"RAS"``: the same anatomy stored the other way round), spacing, shape, seed,
+  and the header's ``(qform_code, sform_code)``: :data:`BRATS_HEADER_CODES` by default, as BraTS files have.
 * ``synthetic_case_dir`` -- the folder of one such case (BraTS 2018 names, LPS, 1 mm).
 * ``replace_volume(path, data, affine=None)`` -- overwrite one NIfTI file with other voxels (to break a case).
 * ``tiny_checkpoint`` -- path of a tiny, untrained, seeded model saved with ``save_checkpoint``.
@@ -30,6 +31,8 @@ SMALL_SHAPE = (40, 48, 32)
 """Source voxel shape (x, y, z) of synthetic test cases: every side different, to catch swapped axes."""
 
 TINY_ARCH = {"channels": [4, 8], "strides": [2]}
+BRATS_HEADER_CODES = (2, 1)
+"""``(qform_code, sform_code)`` of BraTS files: qform "aligned to an anatomical truth", sform "scanner"."""
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +47,16 @@ def real_data_dir() -> Path:
 def real_case_dir(real_data_dir: Path) -> Path:
     """One real case folder (the first in name order)."""
     return min(p for p in real_data_dir.iterdir() if p.is_dir())
+
+
+def set_header_codes(files: CaseFiles, qform_code: int, sform_code: int) -> None:
+    """Rewrite a case's files in place with these qform/sform codes (same affine, same voxels)."""
+    for path in [*files.images.values(), *([files.seg] if files.seg else [])]:
+        image = nib.load(str(path))
+        image = nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine, image.header)
+        image.set_qform(image.affine, qform_code)
+        image.set_sform(image.affine, sform_code)
+        nib.save(image, str(path))
 
 
 def reorient_files(files: CaseFiles, axcodes: str) -> None:
@@ -67,6 +80,7 @@ def make_case(tmp_path: Path) -> Callable[..., CaseFiles]:
         with_seg: bool = True,
         seed: int = 0,
         folder: str | Path | None = None,
+        header_codes: tuple[int, int] = BRATS_HEADER_CODES,
     ) -> CaseFiles:
         affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
         affine[:3, 3] = [spacing[0] * shape[0] / 2, spacing[1] * shape[1] / 2, -spacing[2] * shape[2] / 2]
@@ -74,6 +88,7 @@ def make_case(tmp_path: Path) -> Callable[..., CaseFiles]:
         files = write_synthetic_case(target, case_id, naming, shape, affine, with_seg, seed)
         if orientation != "LPS":
             reorient_files(files, orientation)
+        set_header_codes(files, *header_codes)
         return files
 
     return make
@@ -107,3 +122,4 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     info = ModelInfo(model_id="tiny", version="0.0.1", arch_kwargs={**DEFAULT_ARCH_KWARGS, **TINY_ARCH})
     return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt", build_network(info), info)
+

@@ -77,3 +77,13 @@ def test_labels_outside_the_brats_set_are_refused(pair):
     corrected[0, 0, 0] = 3
     with pytest.raises(LabelError):
         diff_counts(prediction, corrected, spacing=(1.0, 1.0, 1.0))
+
+
+def test_a_prediction_with_labels_outside_the_brats_set_is_refused(pair):
+    prediction, corrected = pair
+    prediction[3, 4, 5] = 3
+    for compare in (diff_map, confusion):
+        with pytest.raises(LabelError, match=r"values \[3\]"):
+            compare(prediction, corrected)
+    with pytest.raises(LabelError):
+        diff_counts(prediction, corrected, spacing=(1.0, 1.0, 1.0))

@@ -63,7 +63,8 @@ def test_exported_labels_overlay_their_source_voxel_for_voxel(make_case, dataset
     assert written.get_data_dtype() == np.uint8
     assert np.array_equal(written.affine, flair.affine)
     assert np.array_equal(written.get_sform(), flair.get_sform())
-    assert written.header["sform_code"] == flair.header["sform_code"]
+    codes = [(image.header["qform_code"], image.header["sform_code"]) for image in (written, flair)]
+    assert codes == [(2, 1), (2, 1)], "the source's qform and sform codes (make_case writes BraTS's)"
     assert np.allclose(written.get_qform(), flair.affine)
     assert written.header.get_zooms() == flair.header.get_zooms()
 
@@ -127,6 +128,24 @@ def test_export_never_overwrites_an_earlier_version(case, dataset):
     assert snapshot(first.folder) == before
     assert json.loads(second.sidecar_path.read_text())["version"] == 2
     assert np.array_equal(load_case(second.folder).seg, corrected(case.seg))
+
+
+def test_a_new_version_follows_the_highest_even_with_gaps_and_training_takes_it(case, dataset):
+    first = export_correction(dataset, case.files, case.geometry, case.seg)
+    shutil.copytree(first.folder, dataset / CASE_ID / "v005")  # v002-v004 deleted by hand
+    assert [f.folder.name for f in discover_cases([dataset])] == ["v005"], "the highest, not the first or last"
+    newest = export_correction(dataset, case.files, case.geometry, corrected(case.seg))
+    assert newest.version == 6 and newest.folder == dataset / CASE_ID / "v006"
+    assert json.loads(newest.sidecar_path.read_text())["version"] == 6
+    assert [f.folder.name for f in discover_cases([dataset])] == ["v006"]
+    assert [f.folder.name for f in discover_cases([dataset], all_versions=True)] == ["v001", "v005", "v006"]
+
+
+def test_version_numbers_past_999_still_count_up(case, dataset):
+    export_correction(dataset, case.files, case.geometry, case.seg).folder.rename(dataset / CASE_ID / "v999")
+    assert export_correction(dataset, case.files, case.geometry, case.seg).folder.name == "v1000"
+    assert [f.folder.name for f in discover_cases([dataset])] == ["v1000"], "1000 is newer than 999"
+    assert export_correction(dataset, case.files, case.geometry, case.seg).folder.name == "v1001"
 
 
 def test_an_export_that_loses_the_race_for_a_version_number_takes_the_next(case, dataset, monkeypatch):
@@ -208,16 +227,21 @@ def test_a_full_disk_or_a_refused_write_midway_is_explained_and_cleaned_up(case,
     assert [p.name for p in (dataset / CASE_ID).iterdir()] == ["v001"]
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores folder permissions")
-def test_a_read_only_dataset_folder_is_refused_with_advice(case, dataset):
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS])
+def test_a_read_only_dataset_folder_is_refused_with_advice(case, dataset, monkeypatch, code):
+    """Simulated (root may write anywhere): making any folder inside the dataset is refused."""
     dataset.mkdir()
-    dataset.chmod(0o555)
-    try:
-        with pytest.raises(ExportError, match="no permission to write"):
-            export_correction(dataset, case.files, case.geometry, case.seg)
-        assert list(dataset.iterdir()) == []
-    finally:
-        dataset.chmod(0o755)
+    real_mkdir = os.mkdir
+
+    def refuse_inside_dataset(path, *args, **kwargs):
+        if Path(path).parent == dataset or dataset in Path(path).parents:
+            raise OSError(code, os.strerror(code), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", refuse_inside_dataset)
+    with pytest.raises(ExportError, match=f"no permission to write in {dataset / CASE_ID}. Choose another corrections folder"):
+        export_correction(dataset, case.files, case.geometry, case.seg)
+    assert list(dataset.iterdir()) == []
 
 
 def test_a_dataset_path_that_is_a_file_is_refused(case, tmp_path):
@@ -295,6 +319,55 @@ def test_without_a_prediction_the_sidecar_says_changes_are_unknown(case, dataset
     assert sidecar["changed_by_hand"] is None
     assert sidecar["corrections_vs_prediction"] is None
     assert sidecar["model"] == {"id": None, "version": None}
+
+
+@pytest.mark.parametrize(("naming", "case_id", "suffixes"), [
+    ("brats2018", "Brats18_Test_1", ("_flair", "_t1", "_t1ce", "_t2", "_seg")),
+    ("brats2023", "BraTS-GLI-00002-000", ("-t2f", "-t1n", "-t1c", "-t2w", "-seg")),
+])
+def test_every_sidecar_field_of_an_anisotropic_case(make_case, dataset, naming, case_id, suffixes):
+    """0.9 x 1.1 x 2.0 mm voxels (x, y, z as stored): 1.98 mm^3 = 0.00198 mL each; display axes are (z, y, x)."""
+    files = make_case(case_id=case_id, naming=naming, spacing=(0.9, 1.1, 2.0))
+    case = load_case(files)
+    prediction = np.zeros(case.geometry.display_shape, dtype=np.uint8)
+    prediction[10:12, 20:23, 15:19] = ED  # 24 voxels,
+    prediction[11, 21, 16:18] = ET  # 2 of them enhancing
+    labels = prediction.copy()
+    labels[11, 21, 16:18] = NCR  # 2 enhancing -> NCR
+    labels[10:12, 23, 15:19] = ED  # 8 oedema drawn
+    labels[10, 20, 15] = 0  # 1 oedema erased
+    result = export_correction(dataset, files, case.geometry, labels, prediction=prediction,
+                               model_id="brainseg-unet3d", model_version="1.1.0")
+    sidecar = json.loads(result.sidecar_path.read_text())
+    exported = dt.datetime.fromisoformat(sidecar.pop("exported_utc"))
+    assert exported.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.timezone.utc) - exported) < dt.timedelta(minutes=5)
+    assert sidecar.pop("spacing_mm") == pytest.approx([2.0, 1.1, 0.9]), "display order: z, y, x"
+    names = [f"{case_id}{suffix}.nii.gz" for suffix in suffixes]
+    folder = files.folder.resolve()
+    assert sidecar == {
+        "format": "napari-brainseg-correction",
+        "format_version": 1,
+        "case_id": case_id,
+        "version": 1,
+        "plugin_version": importlib.metadata.version("napari-brainseg"),
+        "source": {
+            "naming": naming,
+            "images": {modality: str(folder / name) for modality, name in zip(MODALITIES, names)},
+            "seg": str(folder / names[4]),
+        },
+        "model": {"id": "brainseg-unet3d", "version": "1.1.0"},
+        "label_volumes_ml": {"WT": 0.0614, "TC": 0.004, "ET": 0.0, "NCR/NET": 0.004, "oedema": 0.0574,
+                             "enhancing": 0.0},
+        "changed_by_hand": True,
+        "corrections_vs_prediction": {
+            "NCR/NET": {"label": 1, "added_voxels": 2, "removed_voxels": 0, "added_ml": 0.004, "removed_ml": 0.0},
+            "oedema": {"label": 2, "added_voxels": 8, "removed_voxels": 1, "added_ml": 0.0158, "removed_ml": 0.002},
+            "enhancing": {"label": 4, "added_voxels": 0, "removed_voxels": 2, "added_ml": 0.0, "removed_ml": 0.004},
+            "changed_voxels": 11,
+            "changed_ml": 0.0218,
+        },
+    }
 
 
 # --- exports killed midway, and exports running side by side ------------------------------------------------------

@@ -46,6 +46,7 @@ TISSUES: dict[str, tuple[float, tuple[float, float, float], int]] = {
     "enhancing": (460.0, (3.0, 3.0, 3.0), 4),
     "wt_above": (240.0, (0.2, -3.0, -3.0), 2),  # WT probability 0.550
     "wt_below": (220.0, (-0.2, -3.0, -3.0), 0),  # WT probability 0.450
+    "wt_at": (260.0, (0.0, -3.0, -3.0), 0),  # WT probability exactly 0.5: not over the threshold
     "tc_below": (340.0, (3.0, -0.2, -3.0), 2),
     "et_above": (520.0, (3.0, 3.0, 0.2), 4),
     "et_below": (500.0, (3.0, 3.0, -0.2), 1),
@@ -62,6 +63,7 @@ LAYOUT: list[tuple[tuple[slice, slice, slice], str]] = [
     ((slice(4, 10), slice(11, 19), slice(8, 15)), "oedema"),
     ((slice(4, 10), slice(11, 19), slice(15, 16)), "wt_above"),
     ((slice(4, 10), slice(11, 19), slice(16, 17)), "wt_below"),
+    ((slice(4, 10), slice(19, 20), slice(8, 15)), "wt_at"),
     ((slice(5, 9), slice(12, 17), slice(9, 13)), "core"),
     ((slice(5, 9), slice(17, 18), slice(9, 13)), "tc_below"),
     ((slice(5, 7), slice(12, 14), slice(9, 11)), "enhancing"),
@@ -74,6 +76,7 @@ LAYOUT: list[tuple[tuple[slice, slice, slice], str]] = [
     ((slice(10, 12), slice(19, 21), slice(18, 20)), "oedema"),
 ]
 SMALL_COMPONENT = (slice(10, 12), slice(19, 21), slice(18, 20))
+MEDIUM_COMPONENT = (slice(5, 10), slice(12, 17), slice(18, 20))
 
 
 def coded_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -223,19 +226,22 @@ def test_each_label_is_where_the_layout_puts_it(segment_with, case):
     assert labels[6, 15, 12] == 1, "core"
     assert labels[6, 17, 12] == 2, "TC probability 0.45 leaves oedema"
     assert labels[6, 15, 15] == 2 and labels[6, 15, 16] == 0, "WT probability 0.55 is tumour, 0.45 is not"
+    assert labels[6, 19, 10] == 0, "WT probability 0.5 is not over the threshold"
     assert labels[4, 11, 8] == 4, "ET without TC is still ET"
     assert labels[6, 14, 19] == 1, "a component of 13 % of the largest stays"
     assert not labels[SMALL_COMPONENT].any(), "a component of 2 % of the largest goes"
     assert not labels[:, :, :6].any() and not labels[:, :9].any(), "nothing off the brain"
 
 
-def test_the_clean_up_can_be_switched_off(segment_with, case):
+@pytest.mark.parametrize("fraction, small, medium", [(0, 2, 1), (0.2, 0, 0)], ids=["off", "20 %"])
+def test_the_clean_up_drops_what_is_under_the_callers_fraction(segment_with, case, fraction, small, medium):
+    """0 keeps the 2 % component; 20 % of the largest drops the 13 % one as well."""
     image, _, expected, codes = case
-    labels = segment_with(StubNetwork(codes), image, min_component_fraction=0).labels
-    assert (labels[SMALL_COMPONENT] == 2).all()
-    outside = np.ones(SHAPE, dtype=bool)
-    outside[SMALL_COMPONENT] = False
-    np.testing.assert_array_equal(labels[outside], expected[outside])
+    labels = segment_with(StubNetwork(codes), image, min_component_fraction=fraction).labels
+    assert (labels[SMALL_COMPONENT] == small).all() and (labels[MEDIUM_COMPONENT] == medium).all()
+    elsewhere = np.ones(SHAPE, dtype=bool)
+    elsewhere[SMALL_COMPONENT] = elsewhere[MEDIUM_COMPONENT] = False
+    np.testing.assert_array_equal(labels[elsewhere], expected[elsewhere])
 
 
 @pytest.mark.parametrize("threshold, wt_slab", [(0.4, 2), (0.6, 0)])
@@ -247,7 +253,8 @@ def test_the_threshold_applies_to_every_region(segment_with, case, threshold, wt
 
 
 def test_a_stub_that_sees_the_mirror_image_differently_is_averaged_over_the_four_orientations(segment_with, case):
-    """Only the x-mirrored pass adds 3.5 to the WT logit: averaged, the 0.45 slab rises over 0.5, the brain does not."""
+    """Only the x-mirrored pass adds 3.5 to the WT logit: averaged, the 0.45 and 0.5 slabs rise over 0.5, the brain
+    does not."""
     image, tissue, expected, codes = case
     tilt = 3.5
     result = segment_with(StubNetwork(codes, mirror_tilt=tilt), image, tta=True)
@@ -256,6 +263,7 @@ def test_a_stub_that_sees_the_mirror_image_differently_is_averaged_over_the_four
     assert (3 * float(_sigmoid(-3)) + float(_sigmoid(-3 + tilt))) / 4 < 0.5 < float(_sigmoid(-3 + tilt))
     want = expected.copy()
     want[4:10, 11:19, 16] = 2
+    want[4:10, 19, 8:15] = 2
     np.testing.assert_array_equal(result.labels, want)
     inside = in_box()
     plain = _sigmoid(expected_logits(tissue)[0])

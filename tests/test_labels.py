@@ -107,6 +107,15 @@ def test_small_islands_finds_components_below_the_size_only():
     assert np.argwhere(islands).tolist() == [[8, 8, 8]]
 
 
+def test_components_touching_at_a_corner_are_one_and_the_size_limit_itself_is_not_small():
+    seg = np.zeros((10, 10, 10), dtype=np.uint8)
+    seg[1:3, 1:3, 1:3] = ED  # 8 voxels ...
+    seg[3, 3, 3] = NCR  # ... and one touching them at a corner only: 9 voxels, 26-connected
+    seg[6:8, 6:8, 6:8] = ET  # 8 voxels
+    assert np.argwhere(small_islands(seg, min_voxels=9)).tolist() == np.argwhere(seg == ET).tolist()
+    assert not small_islands(seg, min_voxels=8).any(), "a component of exactly min_voxels stays"
+
+
 def test_small_islands_needs_a_positive_size():
     with pytest.raises(ValueError, match="at least 1"):
         small_islands(np.zeros((2, 2, 2), dtype=np.uint8), 0)
@@ -117,8 +126,11 @@ def test_minor_components_are_those_smaller_than_a_fraction_of_the_largest():
     seg[0:4, 0:5, 0:5] = ED  # 100 voxels, the main tumour
     seg[8:10, 8:10, 8:10] = ET  # 8 voxels: 8% of the largest
     seg[8:10, 0:3, 8:10] = NCR  # 12 voxels: 12%
+    seg[0, 0, 0] = 0
+    seg[4, 5, 5] = ED  # touching the main tumour at a corner only: part of it (still 100 voxels)
     minor = minor_components(seg, fraction=0.1)
     assert minor.sum() == 8 and minor[9, 9, 9]
+    assert not minor_components(seg, fraction=0.08).any(), "exactly the fraction of the largest is not minor"
     assert not minor_components(seg, fraction=0.0).any()
     assert not minor_components(np.zeros_like(seg), fraction=0.5).any()
 

@@ -132,7 +132,7 @@ def test_fill_between_slices_fills_the_gap_in_one_undoable_step(viewer, widget):
     before = manual.data.copy()
     widget.layer.value = manual
     manual.selected_label = NCR
-    assert widget.corrections.fill_button.native.click() is None
+    widget.corrections.fill_button.native.click()
     filled = (manual.data == NCR).any(axis=(1, 2))
     assert np.flatnonzero(filled).tolist() == list(range(4, 11))
     assert (manual.data[7, 0:3, 0:3] == ED).all()
