@@ -1,10 +1,13 @@
 """Choose the post-processing on validation cases: threshold, minor-component clean-up, nnU-Net's small-ET rule.
 
-The model runs once per case (default window, no clean-up); every combination of the options below is then
-applied to its probabilities and scored (Dice and HD95 for WT, TC and ET). The table lists the combinations best
-first by mean Dice over the three regions.
+Each model runs once per case (default window, no clean-up; with several models their probabilities are
+averaged, as an ensemble would); every combination of the options below is then applied to the probabilities and
+scored (Dice and HD95 for WT, TC and ET). The table lists the combinations best first by mean Dice over the three
+regions; ``--json`` also keeps every case's scores. ``--cache DIR`` keeps each model's probabilities (float16) so
+that another combination of models costs no inference.
 
-    python benchmarks/postprocess.py --model bundled --split training/splits/brats2018-v2.json [--json OUT]
+    python benchmarks/postprocess.py --model bundled [PATH ...] --split training/splits/brats2018-v2.json \
+        [--cache DIR] [--json OUT]
 """
 
 from __future__ import annotations
@@ -25,23 +28,38 @@ from napari_brainseg.training.data import discover_cases, read_split
 from napari_brainseg.training.evaluate import mean_scores, region_scores
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2018"
-THRESHOLDS = (0.4, 0.5, 0.6)
+THRESHOLDS = (0.4, 0.5)
 CLEANUPS = (0.0, 0.1, 0.3)
-ET_MIN_VOXELS = (0, 250, 500, 1000)
+ET_MIN_VOXELS = (0, 500)
+
+
+def probabilities(model_name: str, image: np.ndarray, case_id: str, cache: Path | None) -> np.ndarray:
+    """The model's WT/TC/ET probabilities for a case, from ``cache`` when it holds them."""
+    path = cache / f"{Path(model_name).stem}-{case_id}.npy" if cache else None
+    if path is not None and path.exists():
+        return np.load(path).astype(np.float32)
+    model, _ = load_model(model_name)
+    probs = segment(image, model, device="cpu", min_component_fraction=0).probabilities
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, probs.astype(np.float16))
+    return probs
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", default="bundled", help="'bundled' or a checkpoint path")
+    parser.add_argument("--model", nargs="+", default=["bundled"],
+                        help="'bundled' or checkpoint paths; several are averaged as an ensemble")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of labelled BraTS cases")
     parser.add_argument("--split", default=None, help="split file whose val cases are used (default: the model's)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--cache", type=Path, default=None, help="folder keeping each model's probabilities")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table and per-case scores here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    model, info = load_model(args.model)
+    _, info = load_model(args.model[0])
     wanted = set(read_split(args.split)["val"] if args.split else info.val_cases)
     cases = [c for c in discover_cases([args.data]) if c.case_id in wanted]
     if not cases:
@@ -50,23 +68,25 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[tuple, list[dict]] = {key: [] for key in grid}
     for files in cases:
         case = load_case(files)
-        result = segment(case.image, model, device="cpu", min_component_fraction=0)
+        probs = np.mean([probabilities(m, case.image, case.case_id, args.cache) for m in args.model], axis=0)
         brain = np.any(case.image != 0, axis=0)
         for key in grid:
-            rows[key].append(region_scores(labels_from_probabilities(result.probabilities, brain, *key), case.seg, case.spacing))
+            scores = region_scores(labels_from_probabilities(probs, brain, *key), case.seg, case.spacing)
+            rows[key].append({"case": case.case_id, **scores})
         print(f"done {case.case_id}", file=sys.stderr, flush=True)
 
     summary = {key: mean_scores(v) for key, v in rows.items()}
     ranked = sorted(summary.items(), key=lambda kv: -np.mean([kv[1][f"Dice_{r}"] for r in ("WT", "TC", "ET")]))
     metrics = list(ranked[0][1])
-    print(f"{info.model_id} {info.version} on {len(cases)} validation case(s)")
+    print(f"{' + '.join(args.model)} on {len(cases)} validation case(s)")
     print("threshold cleanup et_min " + "".join(m.rjust(9) for m in metrics))
     for (threshold, cleanup, et_min), values in ranked:
         print(f"{threshold:9.2f} {cleanup:7.0%} {et_min:6d} " + "".join(f"{values[m]:9.3f}" for m in metrics))
     if args.json:
-        table = [{"threshold": k[0], "cleanup": k[1], "et_min_voxels": k[2], **v} for k, v in ranked]
-        args.json.write_text(json.dumps({"model": info.model_id, "version": info.version,
-                                         "cases": [c.case_id for c in cases], "table": table}, indent=2) + "\n")
+        table = [{"threshold": k[0], "cleanup": k[1], "et_min_voxels": k[2], **v, "per_case": rows[k]}
+                 for k, v in ranked]
+        args.json.write_text(json.dumps({"models": args.model, "cases": [c.case_id for c in cases],
+                                         "table": table}, indent=2) + "\n")
     return 0
 
 

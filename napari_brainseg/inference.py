@@ -64,8 +64,9 @@ AUTO = "auto"
 """``roi_size`` that lets the model decide: :data:`WINDOW` for a 3-D network, one pass for a slice network."""
 SEGMENT_STAGE = "segment"
 """The stage of the :class:`~napari_brainseg.jobs.Progress` that segmenting reports."""
-MIN_COMPONENT_FRACTION = 0.1
-"""Default clean-up: drop tumour components smaller than this share of the largest."""
+MIN_COMPONENT_FRACTION = 0.3
+"""Default clean-up: drop tumour components smaller than this share of the largest (chosen on validation with
+``benchmarks/postprocess.py``; see weights/MODEL_CARD.md)."""
 MIN_ENHANCING_VOXELS = 0
 """Default small-ET rule: an enhancing tumour of fewer voxels than this in all becomes NCR/NET (0: off)."""
 

@@ -29,6 +29,8 @@ FORMAT = "napari-brainseg-checkpoint"
 FORMAT_VERSION = 1
 BUNDLED_PATH = Path(__file__).parent / "weights" / "brainseg_unet3d.pt"
 BUNDLED = "bundled"
+SEGMENTATION = "segmentation"
+"""The kind of a model that segments a case from its images alone (what ``load_model`` loads)."""
 
 DEFAULT_ARCH = "monai.UNet"
 DEFAULT_ARCH_KWARGS: dict[str, Any] = {
@@ -68,6 +70,10 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    kind: str = SEGMENTATION
+    """What the network does: ``segmentation``, or ``click-refinement`` (see :mod:`napari_brainseg.refine`)."""
+    guidance: dict[str, Any] | None = None
+    """For a click-refinement model: the guidance encoding its extra input channels expect."""
 
     @property
     def n_parameters(self) -> int:
@@ -162,10 +168,15 @@ def info_from_dict(raw: dict[str, Any]) -> ModelInfo:
     return ModelInfo(**{k: v for k, v in raw.items() if k in known})
 
 
-def load_model(model: str | Path = BUNDLED) -> tuple[nn.Module, ModelInfo]:
-    """Rebuild the network a checkpoint describes, load its weights, and return it in eval mode."""
+def load_model(model: str | Path = BUNDLED, kind: str = SEGMENTATION) -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the network a checkpoint of ``kind`` describes, load its weights, and return it in eval mode."""
     payload = read_checkpoint(model)
     info = info_from_dict(payload["info"])
+    if info.kind != kind:
+        raise CheckpointError(
+            f"{resolve_model_path(model).name} is a {info.kind} model ({info.model_id}), not a {kind} model; "
+            f"pick a {kind} checkpoint here."
+        )
     network = build_network(info)
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     try:
