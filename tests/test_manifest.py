@@ -36,4 +36,4 @@ def test_the_reader_takes_nifti_files_and_case_folders(manifest):
 
 def test_the_widgets_are_offered_in_workflow_order(manifest):
     names = [widget.display_name for widget in manifest.contributions.widgets]
-    assert names[:4] == ["Load case", "Segment", "Edit labels", "Export corrections"]
+    assert names[:5] == ["Load case", "Segment", "Edit labels", "Refine with clicks", "Export corrections"]

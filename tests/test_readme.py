@@ -41,9 +41,9 @@ def test_no_table_row_falls_out_of_its_table():
     assert stray == []
 
 
-def test_the_widgets_table_lists_all_seven_widgets():
-    assert first_column("Widget") == ["Load case", "Segment", "Edit labels", "Export corrections",
-                                      "Review and report", "Retrain", "Prepare study"]
+def test_the_widgets_table_lists_all_eight_widgets():
+    assert first_column("Widget") == ["Load case", "Segment", "Edit labels", "Refine with clicks",
+                                      "Export corrections", "Review and report", "Retrain", "Prepare study"]
 
 
 def test_the_labels_table_lists_the_brats_labels():

@@ -16,6 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from napari_brainseg.backend import BACKEND_HELP, BACKENDS
 from napari_brainseg.devices import DEVICES
 
 from .defaults import DEFAULT_DATA, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH
@@ -104,6 +105,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-training-cases", action="store_true",
                    help="also score the cases the model was trained on (its checkpoint lists them)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to segment; auto: the best present")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--tta", action="store_true", help="average over test-time flips (about 4x slower)")
     p.add_argument("--roi-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="sliding window size (default: the model's own, 96 96 96 for 3-D)")
@@ -137,9 +139,31 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_register)
 
 
+def _add_train_refine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-refine", help="train a click-refinement network from a segmentation model",
+                       description="Train the network behind click refinement: the base model with extra input "
+                                   "channels for clicks, trained on clicks simulated at its own errors (DeepEdit). "
+                                   "The base model's validation cases are left out; rerunning resumes.")
+    p.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], metavar="DIR",
+                   help="folders of labelled BraTS cases")
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run folder: model.pt (the click checkpoint), state.pt, config.json (required)")
+    p.add_argument("--base", default="bundled", metavar="MODEL", help=f"the segmentation model to start from: {MODEL_HELP}")
+    p.add_argument("--steps", type=int, default=4000, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=2, help="patches per step")
+    p.add_argument("--max-clicks", type=int, default=10, help="most simulated clicks before a trained answer")
+    p.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to train; auto: the best present")
+    p.add_argument("--val-split", default=None, metavar="FILE",
+                   help="JSON split whose 'val' cases are left out (default: the base model's validation cases)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the patches and clicks")
+    p.add_argument("--save-every", type=int, default=200, help="write model.pt and state.pt every N steps")
+    p.set_defaults(func=cmd_train_refine, interrupted="Interrupted. Run the same command again to resume.")
+
+
 def add_training_commands(sub: argparse._SubParsersAction) -> None:
-    """Add train, finetune, evaluate, average and register to a subcommand group, in the loop's order."""
-    for add in (_add_train, _add_finetune, _add_evaluate, _add_average, _add_register):
+    """Add train, finetune, evaluate, average, register and train-refine to a subcommand group, in the loop's order."""
+    for add in (_add_train, _add_finetune, _add_evaluate, _add_average, _add_register, _add_train_refine):
         add(sub)
 
 
@@ -228,13 +252,14 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from napari_brainseg.model import load_model
+    from napari_brainseg.backend import load_for_inference
     from napari_brainseg.registry import resolve_model
 
     from .data import discover_cases, read_split
     from .evaluate import evaluate_cases, format_table, write_report
 
-    model, info = load_model(resolve_model(args.model))
+    loaded = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
+    info = loaded.info
     cases = discover_cases(args.data)
     if args.split:
         wanted = set(read_split(args.split)[args.subset])
@@ -253,9 +278,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_brainseg.inference import AUTO
 
     roi = None if args.one_pass else (args.roi_size or AUTO)
-    rows = evaluate_cases(model, cases, device=args.device, tta=args.tta, roi_size=roi,
+    rows = evaluate_cases(loaded.model, cases, device=loaded.device, tta=args.tta, roi_size=roi,
                           progress=lambda p: print(f"[{p.done}/{p.total}] {p.note}", file=sys.stderr))
-    print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s):")
+    print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s), {loaded.backend} on "
+          f"{loaded.device}:")
     print(format_table(rows))
     for path in args.report or []:
         print(f"Wrote {write_report(rows, path)}")
@@ -274,4 +300,29 @@ def cmd_average(args: argparse.Namespace) -> int:
         print(format_table(rows))
     else:
         print(f"Score it before use: napari-brainseg evaluate --model {path} --data DIR")
+    return 0
+
+
+def cmd_train_refine(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_brainseg.jobs import Progress, drive
+    from napari_brainseg.registry import resolve_model
+
+    from .refine import RefineConfig, RefineTrainer
+
+    cfg = RefineConfig(data=args.data, out=args.out, base=str(resolve_model(args.base)), steps=args.steps,
+                       batch=args.batch, max_clicks=args.max_clicks, lr=args.lr, device=args.device,
+                       val_split=args.val_split, seed=args.seed, save_every=args.save_every)
+    trainer = RefineTrainer(cfg, log=tqdm.write)
+    bar = tqdm(total=cfg.steps, initial=trainer.step, unit="step")
+
+    def progress(p: Progress) -> None:
+        bar.update(p.done - bar.n)
+        bar.set_postfix(loss=f"{p.loss:.3f}")
+
+    path = drive(trainer.steps(), progress)
+    bar.close()
+    print(f"Click-refinement checkpoint: {path}")
+    print(f"Measure it: .venv/bin/python benchmarks/click_effort.py --model {path}")
     return 0

@@ -3,6 +3,7 @@
 * :mod:`.load` - ``LoadWidget``: open a case folder, or its four files one by one.
 * :mod:`.segment` - ``SegmentWidget``: run a model on the open case; region volumes in mL.
 * :mod:`.edit` - ``EditWidget``: paint classes; undoable clean-ups (fill holes, remove islands).
+* :mod:`.refine` - ``RefineWidget``: Shift+click a class (or "not tumour") onto the case; refine around it.
 * :mod:`.export` - ``ExportWidget``: save a corrected segmentation to a corrections dataset.
 * :mod:`.review` - ``ReviewWidget``: one dock of three parts: :mod:`.navigation` (uncertain slices
   first), :mod:`.corrections` (corrections overlay, fill between slices) and :mod:`.case_report`.

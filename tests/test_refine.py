@@ -1,0 +1,210 @@
+"""Click refinement: the simulated user, the guidance encoding, ``refine`` and its click-network checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_brainseg.clicks import CLICK_LABELS, ClickError, check_clicks, guidance_maps, next_click
+from napari_brainseg.io import MODALITIES
+from napari_brainseg.labels import BACKGROUND, ED, ET, NCR, LabelError
+from napari_brainseg.model import CheckpointError, load_model, save_checkpoint
+from napari_brainseg.refine import (
+    GUIDANCE,
+    REFINEMENT,
+    GROWING_WINDOW,
+    click_window,
+    load_refinement_model,
+    merge_hand_edits,
+    refine,
+    refinement_network,
+)
+from napari_brainseg.synthetic import synthetic_case
+
+
+@pytest.fixture(scope="module")
+def case() -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic (4, Z, Y, X) stack and its expert labels."""
+    images, seg = synthetic_case(shape=(48, 56, 40), seed=0)
+    return np.stack([images[m] for m in MODALITIES]).astype(np.float32), seg.astype(np.uint8)
+
+
+def region_dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
+
+
+# --- the simulated user ---------------------------------------------------------------------------------
+def test_the_next_click_is_deepest_in_the_largest_error_with_the_experts_label():
+    truth = np.zeros((20, 20, 20), np.uint8)
+    truth[2:15, 2:15, 2:15] = ED  # a big missed region, centre (8, 8, 8)
+    truth[17:19, 17:19, 17:19] = ET  # a small one
+    assert next_click(np.zeros_like(truth), truth) == (8, 8, 8, ED)
+    assert next_click(truth, truth) is None
+
+
+def test_the_next_click_ignores_errors_outside_the_region():
+    truth = np.zeros((10, 10, 10), np.uint8)
+    truth[:5] = NCR
+    region = np.zeros(truth.shape, bool)
+    region[5:] = True
+    assert next_click(np.zeros_like(truth), truth, region) is None
+
+
+def test_a_click_on_a_false_positive_carries_not_tumour():
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[3:8, 3:8, 3:8] = ET
+    assert next_click(labels, np.zeros_like(labels)) == (5, 5, 5, BACKGROUND)
+
+
+# --- guidance and checks ----------------------------------------------------------------------------------
+def test_each_click_label_has_its_own_gaussian_map_peaking_at_the_click():
+    box = (slice(10, 20), slice(0, 8), slice(4, 12))
+    maps = guidance_maps([(12, 3, 6, ET), (15, 5, 9, BACKGROUND)], box, sigma=2.0)
+    assert maps.shape == (len(CLICK_LABELS), 10, 8, 8)
+    et, negative = CLICK_LABELS.index(ET), CLICK_LABELS.index(BACKGROUND)
+    assert maps[et, 2, 3, 2] == pytest.approx(1.0)
+    assert maps[negative, 5, 5, 5] == pytest.approx(1.0)
+    assert maps[CLICK_LABELS.index(NCR)].max() == 0
+    assert maps[et, 2, 3, 5] == pytest.approx(np.exp(-9 / 8), rel=1e-5), "a Gaussian of width sigma"
+
+
+@pytest.mark.parametrize(
+    ("clicks", "message"),
+    [
+        ([], "No clicks"),
+        ([(1, 2, 3, 3)], "label 3"),
+        ([(1, 2, 30, 2)], "outside the volume"),
+        ([(-1, 2, 3, 2)], "outside the volume"),
+        ([(0, 0, 0, 2)], "outside the brain"),
+        ([(1, 2, 3)], "(z, y, x, label)"),
+    ],
+)
+def test_bad_clicks_are_refused_with_a_message(clicks, message):
+    brain = np.ones((10, 10, 10), bool)
+    brain[0, 0, 0] = False
+    with pytest.raises(ClickError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_clicks(clicks, brain.shape, brain)
+
+
+def test_the_window_is_bounded_centred_and_inside_the_volume():
+    assert click_window((50, 100, 120), (155, 240, 240), (48, 64, 64)) == (slice(26, 74), slice(68, 132),
+                                                                          slice(88, 152))
+    assert click_window((2, 235, 5), (155, 240, 240), (48, 64, 64)) == (slice(0, 48), slice(176, 240), slice(0, 64))
+    assert click_window((3, 3, 3), (10, 20, 30), (48, 64, 64)) == (slice(0, 10), slice(0, 20), slice(0, 30))
+
+
+# --- refine by region growing ------------------------------------------------------------------------------
+def test_a_click_in_a_missed_region_labels_it_and_changes_nothing_outside_the_window(case):
+    image, truth = case
+    labels = truth.copy()
+    labels[labels == ED] = BACKGROUND  # the oedema was missed
+    before_image, before_labels = image.copy(), labels.copy()
+    click = next_click(labels, truth, np.any(image != 0, axis=0))
+    assert click[3] == ED
+    out = refine(image, labels, [click])
+    assert out.dtype == np.uint8 and out is not labels
+    assert np.array_equal(image, before_image) and np.array_equal(labels, before_labels), "inputs never change"
+    assert out[click[:3]] == ED
+    assert region_dice(out == ED, truth == ED) > 0.5 > region_dice(labels == ED, truth == ED)
+    outside = np.ones(out.shape, bool)
+    outside[click_window(click[:3], out.shape, GROWING_WINDOW)] = False
+    assert np.array_equal(out[outside], labels[outside])
+
+
+def test_a_not_tumour_click_removes_a_small_false_positive(case):
+    image, truth = case
+    labels = truth.copy()
+    brain = np.any(image != 0, axis=0)
+    spot = tuple(int(v) for v in np.argwhere(brain & (truth == 0))[len(np.argwhere(brain & (truth == 0))) // 3])
+    box = tuple(slice(v - 1, v + 2) for v in spot)
+    labels[box] = ET
+    out = refine(image, labels, [(*spot, BACKGROUND)])
+    assert not out[box].any()
+    assert np.array_equal(out[labels == truth], truth[labels == truth])
+
+
+def test_every_click_in_the_window_holds(case):
+    image, truth = case
+    tumour = np.argwhere(truth == ED)
+    clicks = [(*map(int, tumour[0]), NCR), (*map(int, tumour[len(tumour) // 2]), ET)]
+    out = refine(image, truth, clicks)
+    for z, y, x, label in clicks:
+        assert out[z, y, x] == label
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda image, labels: (image[:3], labels), ValueError, "4, Z, Y, X"),
+        (lambda image, labels: (image, labels[:-1]), LabelError, "shape"),
+        (lambda image, labels: (image, np.where(labels == ET, 3, labels).astype(np.uint8)), LabelError, r"\[3\]"),
+    ],
+)
+def test_bad_images_or_labels_are_refused(case, change, error, message):
+    image, labels = change(*case)
+    with pytest.raises(error, match=message):
+        refine(image, labels, [(20, 20, 20, ED)])
+
+
+def test_bad_clicks_leave_the_labels_unchanged(case):
+    image, truth = case
+    labels = truth.copy()
+    with pytest.raises(ClickError, match="outside the brain"):
+        refine(image, labels, [(0, 0, 0, ED)])
+    assert np.array_equal(labels, truth)
+
+
+def test_hand_edits_since_the_last_refinement_are_kept_unless_clicked():
+    last = np.zeros((4, 4, 4), np.uint8)
+    current = last.copy()
+    current[0, 0, :2] = NCR  # painted by hand
+    refined = np.full_like(last, ED)
+    merged = merge_hand_edits(refined, current, last, [(0, 0, 1, ED)])
+    assert merged[0, 0, 0] == NCR, "painted, not clicked: kept"
+    assert merged[0, 0, 1] == ED, "painted, then clicked: the click wins"
+    assert merged[1, 1, 1] == ED
+    assert np.array_equal(merge_hand_edits(refined, current, None, []), refined)
+
+
+# --- the click network --------------------------------------------------------------------------------------
+def test_a_new_click_network_segments_exactly_as_its_base_model(tiny_checkpoint):
+    base, _ = load_model(tiny_checkpoint)
+    network, info = refinement_network(tiny_checkpoint)
+    assert info.kind == REFINEMENT and info.guidance == GUIDANCE
+    assert info.arch_kwargs["in_channels"] == 4 + len(CLICK_LABELS) + 3
+    torch.manual_seed(1)
+    image, guidance = torch.randn(1, 4, 16, 16, 16), torch.rand(1, 7, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(network(torch.cat([image, guidance], 1)), base(image), atol=1e-5)
+
+
+@pytest.fixture
+def click_checkpoint(tiny_checkpoint, tmp_path):
+    network, info = refinement_network(tiny_checkpoint)
+    return save_checkpoint(tmp_path / "clicks.pt", network, info)
+
+
+def test_refine_runs_a_click_network_checkpoint(case, click_checkpoint):
+    image, truth = case
+    labels = truth.copy()
+    labels[labels == ED] = BACKGROUND
+    click = next_click(labels, truth, np.any(image != 0, axis=0))
+    out = refine(image, labels, [click], model=click_checkpoint)
+    assert out.dtype == np.uint8 and out.shape == labels.shape
+    assert out[click[:3]] == ED
+    outside = np.ones(out.shape, bool)
+    outside[click_window(click[:3], out.shape, GUIDANCE["window"])] = False
+    assert np.array_equal(out[outside], labels[outside])
+
+
+def test_checkpoints_of_the_wrong_kind_are_refused(case, tiny_checkpoint, click_checkpoint, tmp_path):
+    image, truth = case
+    with pytest.raises(CheckpointError, match="is a segmentation model .* not a click-refinement model"):
+        refine(image, truth, [(20, 20, 20, ED)], model=tiny_checkpoint)
+    with pytest.raises(CheckpointError, match="is a click-refinement model .* not a segmentation model"):
+        load_model(click_checkpoint)
+    network, info = refinement_network(tiny_checkpoint)
+    info.guidance = {**GUIDANCE, "encoding": "distance-maps"}
+    with pytest.raises(CheckpointError, match="expects guidance"):
+        load_refinement_model(save_checkpoint(tmp_path / "other.pt", network, info))
