@@ -2,12 +2,15 @@
 
 Each side runs as a fresh ``python`` process on the same case, with the same number of threads, reading
 the same four .nii.gz and writing one label map: start-up, imports, loading, inference and writing all
-count, as they do for a user. The median wall time over the repeats and the peak resident memory of each
-process are reported, together with the time :func:`napari_brainseg.io.load_case` takes in this process.
+count, as they do for a user. ``predict`` runs once per backend (``--backend onnx``: ONNX Runtime without
+torch; ``--backend torch``). The median wall time over the repeats, its ratio to the bundle's, and the
+peak resident memory of each process are reported, together with the time
+:func:`napari_brainseg.io.load_case` takes in this process.
 
 Usage::
 
-    python benchmarks/bench_predict.py [CASE_DIR] [--model bundled|PATH] [--repeats 3] [--threads 2] [--json OUT]
+    python benchmarks/bench_predict.py [CASE_DIR] [--model bundled|PATH] [--backends onnx torch] [--repeats 3]
+        [--threads 2] [--json OUT]
 """
 
 from __future__ import annotations
@@ -76,33 +79,37 @@ def time_load_case(case: Path, repeats: int) -> dict:
 
 
 def format_table(results: dict) -> str:
-    ours, bundle = results["napari_brainseg_predict"], results["monai_bundle_pipeline"]
-    rows = [
-        ("load_case (in this process)", f"{results['load_case']['seconds_median']:.2f}", "-"),
-        ("napari-brainseg predict", f"{ours['seconds_median']:.2f}", f"{ours['peak_rss_mb']:.0f}"),
-        ("MONAI BraTS bundle pipeline", f"{bundle['seconds_median']:.2f}", f"{bundle['peak_rss_mb']:.0f}"),
-        ("bundle / napari-brainseg", f"{results['ratio']['seconds']:.2f}x", f"{results['ratio']['peak_rss']:.2f}x"),
-    ]
-    header = ("", "wall s (median)", "peak RSS MB")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    lines = [f"{header[0]:<{widths[0]}}  {header[1]:>{widths[1]}}  {header[2]:>{widths[2]}}"]
-    lines += [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
-    return "\n".join(lines)
+    bundle = results["monai_bundle_pipeline"]
+    rows = [("load_case (in this process)", f"{results['load_case']['seconds_median']:.2f}", "-", "-")]
+    for backend, ours in results["napari_brainseg_predict"].items():
+        rows.append((f"napari-brainseg predict --backend {backend}", f"{ours['seconds_median']:.2f}",
+                     f"{ours['peak_rss_mb']:.0f}", f"{results['ratio'][backend]['seconds']:.3f}x"))
+    rows.append(("MONAI BraTS bundle pipeline", f"{bundle['seconds_median']:.2f}", f"{bundle['peak_rss_mb']:.0f}",
+                 "1.000x"))
+    header = ("", "wall s (median)", "peak RSS MB", "time / bundle")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    return "\n".join(f"{r[0]:<{widths[0]}}" + "".join(f"  {r[i]:>{widths[i]}}" for i in range(1, 4))
+                     for r in [header, *rows])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", nargs="?", type=Path, default=None, help="case folder (default: first real case)")
     parser.add_argument("--model", default="bundled", help="'bundled' or a checkpoint for napari-brainseg")
+    parser.add_argument("--backends", nargs="+", default=["onnx", "torch"], choices=["onnx", "torch"],
+                        help="the backends of napari-brainseg predict to time")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
+    parser.add_argument("--threads", type=int, default=2, help="threads of torch / ONNX Runtime on both sides")
     parser.add_argument("--json", type=Path, default=None, help="also save the results here")
     args = parser.parse_args(argv)
     case = (args.case or default_case()).resolve()
 
-    def ours(out: Path) -> list[str]:
-        return [sys.executable, "-m", "napari_brainseg", "predict", str(case), "--device", "cpu",
-                "--model", str(args.model), "--output-dir", str(out)]
+    def ours(backend: str):
+        def command(out: Path) -> list[str]:
+            return [sys.executable, "-m", "napari_brainseg", "predict", str(case), "--device", "cpu",
+                    "--backend", backend, "--model", str(args.model), "--output-dir", str(out)]
+
+        return command
 
     def bundle(out: Path) -> list[str]:
         return [sys.executable, str(HERE / "monai_bundle_predict.py"), str(case), "--threads", str(args.threads),
@@ -116,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "load_case": time_load_case(case, args.repeats),
-        "napari_brainseg_predict": measure("napari-brainseg", ours, args.repeats, args.threads),
+        "napari_brainseg_predict": {
+            backend: measure(f"napari-brainseg {backend}", ours(backend), args.repeats, args.threads)
+            for backend in args.backends
+        },
         "monai_bundle_pipeline": measure("MONAI bundle", bundle, args.repeats, args.threads),
     }
-    ours_r, bundle_r = results["napari_brainseg_predict"], results["monai_bundle_pipeline"]
-    results["ratio"] = {
-        "seconds": bundle_r["seconds_median"] / ours_r["seconds_median"],
-        "peak_rss": bundle_r["peak_rss_mb"] / ours_r["peak_rss_mb"],
+    bundle_r = results["monai_bundle_pipeline"]
+    results["ratio"] = {  # napari-brainseg / bundle: below 1 is faster or smaller
+        backend: {"seconds": ours_r["seconds_median"] / bundle_r["seconds_median"],
+                  "peak_rss": ours_r["peak_rss_mb"] / bundle_r["peak_rss_mb"]}
+        for backend, ours_r in results["napari_brainseg_predict"].items()
     }
     print(format_table(results))
     if args.json:

@@ -12,7 +12,8 @@ Example::
     napari-brainseg predict case/ --output case_seg.nii.gz --device cpu --model my-site --tta
 
 torch and MONAI are imported only once the arguments and the input files have been checked, so
-mistakes are reported at once.
+mistakes are reported at once; on the CPU (ONNX Runtime, :mod:`napari_brainseg.backend`) ``predict`` does not
+import them at all.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .atomic import NO_SPACE, atomic_path, write_problem
+from .backend import BACKEND_HELP, BACKENDS
 from .cases.cli import add_prepare_command, add_prepare_options
 from .devices import DEVICES
+from .onnx_model import PRECISIONS, SHIPPED_PRECISION
 from .training.cli import MODEL_HELP, add_training_commands
 
 if TYPE_CHECKING:
@@ -100,6 +103,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--output-dir", metavar="DIR",
                      help="write <case id>_seg.nii.gz for each case into DIR (this or --output)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to segment; auto: the best present")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--model", default="bundled", help=MODEL_HELP)
     p.add_argument("--tta", action="store_true", help="average over mirrored inputs (about 4x slower)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -108,6 +112,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "segment it there, and write the labels on the native T1ce too (ID_seg_native.nii.gz)")
     add_prepare_options(p)
     p.set_defaults(func=cmd_predict, interrupted=PREDICT_INTERRUPTED)
+
+
+def _add_export_onnx(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-onnx", help="export a model to ONNX for the CPU backend",
+        description="Export a checkpoint to ONNX (beside it: model.pt -> model.onnx), with the metadata the CPU "
+                    "backend reads and the checkpoint's fingerprint; the export must agree with the checkpoint "
+                    "on a random input before it replaces an older one. A checkpoint without an export is also "
+                    "exported on first use (in full precision).",
+    )
+    p.add_argument("model", nargs="?", default="bundled", help=MODEL_HELP)
+    p.add_argument("--precision", default=SHIPPED_PRECISION, choices=PRECISIONS,
+                   help="fp32; fp16: weights stored as float16, computed in float32; int8: ONNX Runtime's dynamic "
+                        "quantization (see benchmarks/precision.py)")
+    p.add_argument("--out", default=None, metavar="FILE.onnx", help="where to write it (default: beside the checkpoint)")
+    p.set_defaults(func=cmd_export_onnx)
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
@@ -123,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     _add_predict(sub)
     _add_models(sub)
+    _add_export_onnx(sub)
     add_prepare_command(sub)
     add_training_commands(sub)
     return parser
@@ -217,15 +238,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed, written = 0, 0
     try:
         with ThreadPoolExecutor(max_workers=1) as reader:
-            # Each case is read while the one before is segmented, and the first while torch and MONAI import.
+            # Each case is read while the one before is segmented, and the first while the model loads.
             loads = [reader.submit(load_case, cases[0], with_seg=False)]
-            from .devices import select_device
-            from .model import load_model
+            from .backend import load_for_inference
             from .registry import resolve_model
 
-            device = select_device(args.device)
-            model, info = load_model(resolve_model(args.model))
-            print(f"Model {info.model_id} (version {info.version}) on {device.type}", file=sys.stderr)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                loaded = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
+            for warning in caught:
+                print(f"warning: {warning.message}", file=sys.stderr)
+            model, info, device = loaded.model, loaded.info, loaded.device
+            print(f"Model {info.model_id} (version {info.version}) on {device} ({loaded.backend})", file=sys.stderr)
             for i, (files, output) in enumerate(zip(cases, outputs), start=1):
                 if i < len(cases):
                     loads.append(reader.submit(load_case, cases[i], with_seg=False))
@@ -251,6 +275,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .onnx_export import export_onnx
+    from .registry import resolve_model
+
+    path, difference = export_onnx(resolve_model(args.model), args.out, args.precision)
+    print(f"Wrote {path} ({args.precision}, {path.stat().st_size / 1e6:.1f} MB); on a random input its "
+          f"probabilities differ from the checkpoint's by at most {difference:.2g}.")
+    return 0
+
+
 def predict_study(args: argparse.Namespace) -> int:
     """``predict --prepare``: prepare one scanner study, segment it, and map the labels back to the native T1ce."""
     from .cases.cli import prepare_from_args
@@ -264,13 +298,12 @@ def predict_study(args: argparse.Namespace) -> int:
     folder = Path(args.output_dir).expanduser() / case_id
     case = prepare_from_args(args.cases, args, folder)
     loaded = load_case(case.files, with_seg=False)
-    from .devices import select_device
-    from .model import load_model
+    from .backend import load_for_inference
     from .registry import resolve_model
 
-    device = select_device(args.device)
-    model, info = load_model(resolve_model(args.model))
-    print(f"Model {info.model_id} (version {info.version}) on {device.type}: segmenting...",
+    runner = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
+    model, info, device = runner.model, runner.info, runner.device
+    print(f"Model {info.model_id} (version {info.version}) on {device} ({runner.backend}): segmenting...",
           file=sys.stderr, flush=True)
     start = time.perf_counter()
     seg_path = folder / f"{case_id}{SEG_SUFFIX}"

@@ -1,8 +1,12 @@
-"""Run a checkpoint on a case: device choice with CPU fallback, normalisation, brain crop, windowing.
+"""Run a model on a case: device choice with CPU fallback, normalisation, brain crop, windowing.
 
-The network sees the brain's bounding box only, normalised per channel over brain voxels, by MONAI's
-sliding window (default: the training patch size) or in one pass over the whole box (fastest, but less
-accurate for the bundled model). Test-time flips
+The network sees the brain's bounding box only, normalised per channel over brain voxels
+(:mod:`napari_brainseg.preprocess`), by a Gaussian-weighted sliding window (default: the training patch size)
+or in one pass over the whole box (fastest, but less accurate for the bundled model). A torch model runs
+through MONAI's ``sliding_window_inference`` on any device; an ONNX export
+(:class:`~napari_brainseg.onnx_model.OnnxModel`) through the same window in numpy
+(:mod:`napari_brainseg.window`) on the CPU, without importing torch or MONAI: this module imports torch only
+when a torch model runs. Test-time flips (torch only)
 average the sigmoid outputs of mirrored inputs; their spread is the voxel-wise uncertainty.
 
 Segmenting is long work (see :mod:`napari_brainseg.jobs`): ``progress`` hears of every batch of
@@ -28,21 +32,27 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from .devices import DEVICES, DeviceError, available_devices, select_device
 from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
 from .labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
+from .onnx_model import OnnxModel
+from .preprocess import BRAIN_MARGIN, brain_box, normalise
+from .window import OVERLAP, count_windows, sliding_window
 
-__all__ = [  # devices and Cancelled were defined here once; they are still importable from here
-    "AUTO", "DEVICES", "Cancelled", "DeviceError", "Segmentation", "available_devices", "brain_box",
-    "count_windows", "default_window", "normalise", "predict_regions", "segment", "select_device",
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [  # devices, Cancelled, brain_box, normalise and count_windows were defined here once; still importable
+    "AUTO", "BRAIN_MARGIN", "DEVICES", "Cancelled", "DeviceError", "Segmentation", "available_devices", "brain_box",
+    "count_windows", "default_window", "normalise", "predict_regions", "predict_regions_onnx", "segment",
+    "select_device",
 ]
 
-BRAIN_MARGIN = 4
 NET_MULTIPLE = 16
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
 WINDOW = (96, 96, 96)
@@ -70,51 +80,27 @@ class Segmentation:
     device: str
     seconds: float
     fell_back_to_cpu: bool = False
-
-
-def brain_box(image: np.ndarray, margin: int = BRAIN_MARGIN) -> tuple[slice, slice, slice]:
-    """The bounding box of non-zero voxels over all channels of a (C, Z, Y, X) stack, plus a margin."""
-    brain = np.any(image != 0, axis=0)
-    if not brain.any():
-        raise ValueError("The image holds no brain voxels (all channels are zero).")
-    box = []
-    for axis, size in enumerate(brain.shape):
-        hits = np.flatnonzero(brain.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, size)))
-    return tuple(box)
-
-
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Z-score each channel over its non-zero (brain) voxels; background stays 0 (MONAI's transform)."""
-    from monai.transforms import NormalizeIntensity
-
-    return np.asarray(NormalizeIntensity(nonzero=True, channel_wise=True)(image.astype(np.float32)))
+    backend: str = "torch"
 
 
 def _round_up(size: int, multiple: int = NET_MULTIPLE) -> int:
     return int(math.ceil(size / multiple) * multiple)
 
 
-def default_window(model: nn.Module) -> tuple[int, ...] | None:
+def default_window(model: nn.Module | OnnxModel) -> tuple[int, ...] | None:
     """A model's own way through a case: a 2.5-D slice network sees the whole box at once (every slice with
-    its true neighbours, each slice whole, as in training), a 3-D network a sliding :data:`WINDOW`."""
-    from .model import SliceNetwork
+    its true neighbours, each slice whole, as in training), a 3-D network a sliding :data:`WINDOW`; an ONNX
+    export the window its metadata give."""
+    if isinstance(model, OnnxModel):
+        return model.window
+    from .slice_network import SliceNetwork
 
     return None if isinstance(model, SliceNetwork) else WINDOW
 
 
-def count_windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
-    """How many windows MONAI's sliding window takes over ``shape`` (for progress)."""
-    total = 1
-    for size, r in zip(shape, roi):
-        if size <= r:
-            continue
-        step = max(int(r * (1 - overlap)), 1)
-        total *= math.ceil((size - r) / step) + 1
-    return total
-
-
 def _flip_passes(x: torch.Tensor, flips: Sequence[tuple[int, ...]]):
+    import torch
+
     for axes in flips:
         yield axes, (torch.flip(x, axes) if axes else x)
 
@@ -124,7 +110,7 @@ def predict_regions(
     image: np.ndarray,
     device: torch.device,
     roi_size: Sequence[int] | None = None,
-    overlap: float = 0.25,
+    overlap: float = OVERLAP,
     tta: bool = False,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
@@ -136,6 +122,7 @@ def predict_regions(
     of windows; once ``should_stop()`` is true no further batch runs and
     :class:`~napari_brainseg.jobs.Cancelled` is raised.
     """
+    import torch
     from monai.inferers import sliding_window_inference
 
     flips = FLIP_AXES if tta else FLIP_AXES[:1]
@@ -156,8 +143,27 @@ def predict_regions(
     return stack.mean(axis=0), spread
 
 
+def predict_regions_onnx(
+    model: OnnxModel,
+    image: np.ndarray,
+    roi_size: Sequence[int] | None = None,
+    overlap: float = OVERLAP,
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+) -> np.ndarray:
+    """:func:`predict_regions` for an ONNX export, on the CPU in numpy (no flips): WT/TC/ET probabilities."""
+    from scipy.special import expit
+
+    roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
+    total = count_windows(image.shape[1:], roi, overlap)
+    window = counted(model, SEGMENT_STAGE, total, progress, should_stop, size=lambda batch: batch.shape[0])
+    return expit(sliding_window(image, roi, window, overlap=overlap, batch=WINDOW_BATCH))
+
+
 def _run_with_cpu_fallback(run: Callable[[torch.device], object], device: torch.device):
     """Run on ``device``; if an accelerator lacks an op or returns NaN, run again on the CPU."""
+    import torch
+
     if device.type == "cpu":
         return run(device), False
     try:
@@ -191,10 +197,10 @@ def labels_from_probabilities(probabilities: np.ndarray, brain: np.ndarray, thre
 
 def segment(
     image: np.ndarray,
-    model: nn.Module,
+    model: nn.Module | OnnxModel,
     device: str | torch.device = "auto",
     roi_size: Sequence[int] | str | None = AUTO,
-    overlap: float = 0.25,
+    overlap: float | None = None,
     tta: bool = False,
     threshold: float = 0.5,
     min_component_fraction: float = MIN_COMPONENT_FRACTION,
@@ -204,23 +210,38 @@ def segment(
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
-    ``roi_size`` is a sliding window, ``None`` one pass over the brain box, and ``"auto"`` the model's own
-    choice (:func:`default_window`). Tumour components
+    ``model`` is a torch network or an ONNX export (CPU only, no ``tta``). ``roi_size`` is a sliding window,
+    ``None`` one pass over the brain box, and ``"auto"`` the model's own choice (:func:`default_window`);
+    ``overlap`` ``None`` is the model's own (an export's metadata, else 0.25). Tumour components
     smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all), and an enhancing tumour
     of fewer than ``min_enhancing_voxels`` voxels becomes NCR/NET (see :func:`labels_from_probabilities`).
     ``progress`` and ``should_stop`` report and cancel by batches of windows (:func:`predict_regions`).
     """
     start = time.perf_counter()
+    onnx = isinstance(model, OnnxModel)
     if roi_size == AUTO:
         roi_size = default_window(model)
-    dev = device if isinstance(device, torch.device) else select_device(device)
+    if overlap is None:
+        overlap = model.overlap if onnx else OVERLAP
+    if onnx and tta:
+        raise ValueError("Test-time flips run with the torch backend; load the model for torch to use them.")
+    if onnx and str(device) not in ("auto", "cpu"):
+        raise DeviceError(f"An ONNX model runs on the CPU, not {str(device).upper()}; use the torch backend there.")
     box = brain_box(image)
     crop = normalise(image[(slice(None), *box)])
+    if onnx:
+        probs_crop = predict_regions_onnx(model, crop, roi_size, overlap, progress, should_stop)
+        spread_crop, fell_back, device_name = None, False, "cpu"
+    else:
+        import torch
 
-    def run(d: torch.device):
-        return predict_regions(model.to(d), crop, d, roi_size, overlap, tta, progress, should_stop)
+        dev = device if isinstance(device, torch.device) else select_device(device)
 
-    (probs_crop, spread_crop), fell_back = _run_with_cpu_fallback(run, dev)
+        def run(d: torch.device):
+            return predict_regions(model.to(d), crop, d, roi_size, overlap, tta, progress, should_stop)
+
+        (probs_crop, spread_crop), fell_back = _run_with_cpu_fallback(run, dev)
+        device_name = "cpu" if fell_back else dev.type
     probabilities = np.zeros((probs_crop.shape[0], *image.shape[1:]), dtype=np.float32)
     probabilities[(slice(None), *box)] = probs_crop
     uncertainty = None
@@ -233,7 +254,8 @@ def segment(
         labels=labels,
         probabilities=probabilities,
         uncertainty=uncertainty,
-        device="cpu" if fell_back else dev.type,
+        device=device_name,
         seconds=time.perf_counter() - start,
         fell_back_to_cpu=fell_back,
+        backend="onnx" if onnx else "torch",
     )

@@ -3,7 +3,8 @@
 A checkpoint is one ``torch.save`` file holding a plain dict: the weights and everything needed to
 use them (architecture and arguments, channel order, normalisation, output encoding, patch size,
 training cases, metrics, version, lineage). :func:`load_model` rebuilds the network from that
-description alone, and refuses any file that is not such a checkpoint.
+description alone, and refuses any file that is not such a checkpoint. torch is imported only by the functions
+that need it: the ONNX path reads a model's description without it.
 
 Example:
     >>> model, info = load_model("bundled")
@@ -16,13 +17,13 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path
 from .io import MODALITIES
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FORMAT = "napari-brainseg-checkpoint"
 FORMAT_VERSION = 1
@@ -92,28 +93,6 @@ def slice_arch_kwargs(context: int = 1) -> dict[str, Any]:
             "channels": [16, 32, 64, 128, 256], "num_res_units": 1, "context": context}
 
 
-class SliceNetwork(nn.Module):
-    """A 2-D network run over the axial slices of a 3-D input, so that it reads and writes (B, C, Z, Y, X).
-
-    Each slice is stacked with its ``context`` neighbours on either side (edges repeated) as channels; the
-    slices go through the 2-D network ``chunk`` at a time (bounding memory at inference).
-    """
-
-    def __init__(self, net: nn.Module, context: int, chunk: int = 32):
-        super().__init__()
-        self.net, self.context, self.chunk = net, context, chunk
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.as_subclass(torch.Tensor)  # e.g. a MONAI MetaTensor, whose per-case metadata cannot follow slices
-        b, c, z, y, w = x.shape
-        k = self.context
-        padded = torch.nn.functional.pad(x, (0, 0, 0, 0, k, k), mode="replicate") if k else x
-        stacks = padded.unfold(2, 2 * k + 1, 1)  # (B, C, Z, Y, X, 2k+1)
-        stacks = stacks.permute(0, 2, 1, 5, 3, 4).reshape(b * z, c * (2 * k + 1), y, w)
-        out = torch.cat([self.net(stacks[i : i + self.chunk]) for i in range(0, b * z, self.chunk)])
-        return out.reshape(b, z, -1, y, w).permute(0, 2, 1, 3, 4)
-
-
 def build_network(info: ModelInfo) -> nn.Module:
     """The (untrained) network that ``info`` describes."""
     if info.arch not in ARCHITECTURES:
@@ -122,6 +101,8 @@ def build_network(info: ModelInfo) -> nn.Module:
             f"{', '.join(ARCHITECTURES)}. Update the plugin or retrain with it."
         )
     from monai.networks.nets import UNet
+
+    from .slice_network import SliceNetwork
 
     kwargs = dict(info.arch_kwargs)
     for key in ("channels", "strides"):
@@ -134,6 +115,8 @@ def build_network(info: ModelInfo) -> nn.Module:
 
 def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, half: bool = False) -> Path:
     """Write ``model`` and ``info`` atomically to ``path`` (fp16 weights when ``half``)."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = model.module if hasattr(model, "module") else model
@@ -156,6 +139,8 @@ def resolve_model_path(model: str | Path) -> Path:
 
 def read_checkpoint(model: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict, after checking that it is one of ours."""
+    import torch
+
     path = resolve_model_path(model)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -202,3 +187,12 @@ def load_model(model: str | Path = BUNDLED, kind: str = SEGMENTATION) -> tuple[n
             f"{resolve_model_path(model).name}: its weights do not fit the architecture it declares ({first})."
         ) from None
     return network.eval(), info
+
+
+def __getattr__(name: str) -> Any:
+    """``SliceNetwork`` still importable from here, without importing torch with this module."""
+    if name == "SliceNetwork":
+        from .slice_network import SliceNetwork
+
+        return SliceNetwork
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,9 +15,9 @@ import torch
 from napari_brainseg import devices
 from napari_brainseg import model as model_module
 from napari_brainseg.__main__ import main
+from napari_brainseg.backend import load_for_inference
 from napari_brainseg.inference import segment
 from napari_brainseg.io import load_case
-from napari_brainseg.model import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_predict_writes_labels_on_the_input_grid(make_case, predict, tiny_checkp
     labels = np.asarray(nib.load(str(output)).dataobj)
     assert set(np.unique(labels).tolist()) <= {0, 1, 2, 4} and labels.any()
     case = load_case(files)
-    expected = segment(case.image, load_model(tiny_checkpoint)[0], device="cpu").labels
+    expected = segment(case.image, load_for_inference(tiny_checkpoint, device="cpu").model, device="cpu").labels
     assert np.array_equal(labels, case.geometry.to_source(expected)), "labels must sit on their source voxels"
 
 

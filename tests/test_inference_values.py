@@ -14,7 +14,8 @@ Backends: the ``segment_with`` fixture gives one function per backend, ``segment
 with ``segment``'s keyword options, returning a :class:`~napari_brainseg.inference.Segmentation`. To run these
 tests on another backend, add its name to :data:`BACKENDS` and a branch in ``segment_with`` that turns the
 torch stub into that backend's model (the stub uses only element-wise ops, sums and comparisons, so it
-exports to ONNX).
+exports to ONNX). They run on torch and on ONNX Runtime (the stub exported as a checkpoint would be); test-time
+flips are torch's only.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ import torch
 from torch import nn
 
 from napari_brainseg.inference import Segmentation, segment
+from napari_brainseg.model import ModelInfo
+from napari_brainseg.onnx_export import export_network
+from napari_brainseg.onnx_model import open_onnx
 
-BACKENDS = ["torch"]
+BACKENDS = ["torch", "onnx"]
 SHAPE = (20, 26, 30)
 """Display-space (Z, Y, X) shape of the stub case."""
 BRAIN = (slice(2, 12), slice(9, 22), slice(6, 20))
@@ -122,19 +126,31 @@ class StubNetwork(nn.Module):
         out = self.no_match.view(1, 3, 1, 1, 1) + known
         x_index = torch.arange(x.shape[-1], dtype=x.dtype)
         mirrored = ((x[:, 3] * x_index).sum(dim=(1, 2, 3)) < 0).float()  # (B,)
-        tilt = torch.zeros_like(out)
-        tilt[:, 0] = self.mirror_tilt * mirrored.view(-1, 1, 1, 1)
-        return out + tilt
+        wt_only = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1, 1)  # no in-place indexing: exports shape-free
+        return out + self.mirror_tilt * mirrored.view(-1, 1, 1, 1, 1) * wt_only
 
 
 SegmentFunction = Callable[..., Segmentation]
 
 
 @pytest.fixture(params=BACKENDS)
-def segment_with(request) -> SegmentFunction:
-    """``segment_with(stub, image, **options)``: segment ``image`` with the stub network on one backend."""
+def segment_with(request, tmp_path) -> SegmentFunction:
+    """``segment_with(stub, image, **options)``: segment ``image`` with the stub network on one backend.
+
+    ``onnx``: the stub exported as a checkpoint would be (:func:`~napari_brainseg.onnx_export.export_network`) and
+    run by ONNX Runtime; test-time flips are torch's only, so those cases are skipped there.
+    """
     if request.param == "torch":
         return lambda stub, image, **options: segment(image, stub, device="cpu", **options)
+    if request.param == "onnx":
+
+        def with_onnx(stub: nn.Module, image: np.ndarray, **options) -> Segmentation:
+            if options.get("tta"):
+                pytest.skip("test-time flips run with the torch backend")
+            path, _ = export_network(stub, ModelInfo(model_id="stub"), tmp_path / "stub.onnx", fingerprint="stub")
+            return segment(image, open_onnx(path), device="cpu", **options)
+
+        return with_onnx
     raise NotImplementedError(request.param)
 
 

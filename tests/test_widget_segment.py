@@ -80,11 +80,13 @@ def test_segmenting_adds_a_uint8_labels_layer_in_brats_colours_on_the_case_grid(
 
 
 def test_the_result_matches_the_core_segment_function(widget, viewer, case, qtbot, tiny_checkpoint):
+    from napari_brainseg.backend import load_for_inference
     from napari_brainseg.inference import segment
-    from napari_brainseg.model import load_model
 
     _run_and_wait(widget, qtbot)
-    expected = segment(case.image, load_model(tiny_checkpoint)[0], "cpu").labels
+    loaded = load_for_inference(tiny_checkpoint, device="cpu")
+    assert loaded.backend == "onnx", "on the CPU without flips the widget runs ONNX Runtime, like the core"
+    expected = segment(case.image, loaded.model, "cpu").labels
     assert np.array_equal(_segmentation(viewer).data, expected)
 
 

@@ -16,6 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from napari_brainseg.backend import BACKEND_HELP, BACKENDS
 from napari_brainseg.devices import DEVICES
 
 from .defaults import DEFAULT_DATA, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH
@@ -104,6 +105,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-training-cases", action="store_true",
                    help="also score the cases the model was trained on (its checkpoint lists them)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to segment; auto: the best present")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--tta", action="store_true", help="average over test-time flips (about 4x slower)")
     p.add_argument("--roi-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="sliding window size (default: the model's own, 96 96 96 for 3-D)")
@@ -250,13 +252,14 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from napari_brainseg.model import load_model
+    from napari_brainseg.backend import load_for_inference
     from napari_brainseg.registry import resolve_model
 
     from .data import discover_cases, read_split
     from .evaluate import evaluate_cases, format_table, write_report
 
-    model, info = load_model(resolve_model(args.model))
+    loaded = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
+    info = loaded.info
     cases = discover_cases(args.data)
     if args.split:
         wanted = set(read_split(args.split)[args.subset])
@@ -275,9 +278,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_brainseg.inference import AUTO
 
     roi = None if args.one_pass else (args.roi_size or AUTO)
-    rows = evaluate_cases(model, cases, device=args.device, tta=args.tta, roi_size=roi,
+    rows = evaluate_cases(loaded.model, cases, device=loaded.device, tta=args.tta, roi_size=roi,
                           progress=lambda p: print(f"[{p.done}/{p.total}] {p.note}", file=sys.stderr))
-    print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s):")
+    print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s), {loaded.backend} on "
+          f"{loaded.device}:")
     print(format_table(rows))
     for path in args.report or []:
         print(f"Wrote {write_report(rows, path)}")

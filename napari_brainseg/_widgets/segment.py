@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QStyledItemDelegate
 from superqt.utils import qdebounced
 
 from .. import registry
+from ..backend import load_for_inference
 from ..devices import DEVICES, DeviceError, available_devices, select_device
 from ..inference import Segmentation, segment
 from ..io import BratsInputError
@@ -26,7 +27,7 @@ from ..layers import (
     stack_modalities,
     uncertainty_layer_data,
 )
-from ..model import CheckpointError, ModelInfo, info_from_dict, load_model, read_checkpoint
+from ..model import CheckpointError, ModelInfo, info_from_dict, read_checkpoint
 from . import Status, add_layers, connect_while_alive, edit_events
 from ._worker import RunsInBackground
 
@@ -43,12 +44,14 @@ def load_and_segment(
 ) -> tuple[Segmentation, ModelInfo]:
     """The Segment widget's job: load the model, then segment ``image`` with it.
 
+    On the CPU without flips the model runs with ONNX Runtime, otherwise with torch (:mod:`~napari_brainseg.backend`).
     A request to stop while the model loads is honoured as soon as it has loaded: inference never starts.
     """
-    model, info = load_model(checkpoint)
+    loaded = load_for_inference(checkpoint, device=device, tta=tta)
     if should_stop():
         raise Cancelled("Segmentation cancelled while the model loaded.")
-    return segment(image, model, device, tta=tta, progress=progress, should_stop=should_stop), info
+    result = segment(image, loaded.model, loaded.device, tta=tta, progress=progress, should_stop=should_stop)
+    return result, loaded.info
 
 
 class SegmentWidget(RunsInBackground, Container):
