@@ -10,13 +10,14 @@ Two methods, chosen by ``model``:
 * ``None`` (the default): **click-seeded region growing** on the four normalised, lightly smoothed
   modalities. A click looks at the voxels of its voxel's current label (say background, for a click on missed
   oedema) and takes those that look more like its neighbourhood than like the rest of that label (nearest
-  mean, per-channel spread of that label, within :data:`MAX_DISTANCE`) and are joined to it, holes filled.
+  mean, per-channel spread of that label, within :data:`MAX_DISTANCE`) and are joined to it within its reach
+  (a multiple of its depth in that region: :data:`REACH_PER_DEPTH`), holes filled.
   A "not tumour" click on a tumour component that lies wholly in the window removes the component. No
   training needed.
 * a path: a **click-conditioned network** (DeepEdit's idea): a segmentation UNet with extra input channels,
   one Gaussian map per click label (:func:`clicks.guidance_maps`) and the current labels' WT/TC/ET masks,
   initialised from a segmentation model with the new channels' weights at zero (so that it starts as that
-  model: :func:`refinement_network`) and trained with ``python -m training train-refine``. Its checkpoint says
+  model: :func:`refinement_network`) and trained with ``napari-brainseg train-refine``. Its checkpoint says
   which guidance encoding it expects (:data:`GUIDANCE`); a checkpoint of another kind is refused.
 
 Example (a synthetic case whose oedema the labels missed; one click on it, as the benchmark's user clicks):
@@ -70,8 +71,8 @@ MIN_REST_VOXELS = 20
 MAX_DISTANCE = 1.5
 """A voxel joins a click only within this root-mean-square distance of the click's look, per channel, in units
 of the spread of the label it leaves."""
-MIN_REACH, MAX_REACH = 6.0, 64.0
-REACH_PER_DEPTH = 1000.0
+MIN_REACH, MAX_REACH = 6.0, 24.0
+REACH_PER_DEPTH = 3.0
 """A click reaches this many times its depth in its voxel's label region (voxels), within the two bounds."""
 SMOOTHING = 1.0
 """Gaussian smoothing (voxels) of the modalities before they are compared: less noise, smoother regions."""
