@@ -42,16 +42,27 @@ def open_demo(
     segment_dock.raise_()
     if model is not None:
         segment_widget.checkpoint.value = Path(model)
+    show_when_segmented(viewer)
     segment_widget.run()
-    if segment_widget.worker is not None:
-        segment_widget.worker.returned.connect(lambda _: show_largest_tumour_slice(viewer, segment_widget))
     return segment_widget
 
 
-def show_largest_tumour_slice(viewer: napari.viewer.Viewer, widget: SegmentWidget) -> None:
+def show_when_segmented(viewer: napari.viewer.Viewer) -> None:
+    """Once a segmentation layer is added (whenever the run ends), move the slider to its largest tumour, once."""
+    from napari.layers import Labels
+
+    def on_inserted(event) -> None:
+        layer = event.value
+        if isinstance(layer, Labels) and layer.name.endswith(" segmentation"):
+            viewer.layers.events.inserted.disconnect(on_inserted)
+            show_largest_tumour_slice(viewer, layer)
+
+    viewer.layers.events.inserted.connect(on_inserted)
+
+
+def show_largest_tumour_slice(viewer: napari.viewer.Viewer, layer: napari.layers.Labels) -> None:
     """Move the axial slider to the slice where the segmented tumour is largest."""
-    layer = widget.result_layer
-    if layer is None or not np.any(layer.data):
+    if not np.any(layer.data):
         return
     z = int(np.argmax(np.count_nonzero(layer.data, axis=(1, 2))))
     viewer.dims.set_point(0, layer.data_to_world((z, 0, 0))[0])

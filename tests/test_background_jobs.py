@@ -18,6 +18,7 @@ from napari.layers import Labels
 from napari_brainseg import inference, registry
 from napari_brainseg._widgets import segment as segment_module
 from napari_brainseg._widgets.segment import SegmentWidget
+from napari_brainseg.backend import TORCH, LoadedModel
 from napari_brainseg.model import ModelInfo
 
 PLUGIN = "napari-brainseg"
@@ -46,12 +47,17 @@ def private_models_folder(tmp_path, monkeypatch):
     monkeypatch.setenv(registry.ENV_VAR, str(tmp_path / "models"))
 
 
+def held_model(network: HeldNetwork) -> LoadedModel:
+    """What loading any model file gives in these tests: the held network, on the CPU with torch."""
+    return LoadedModel(network, ModelInfo(model_id="held"), TORCH, "cpu")
+
+
 @pytest.fixture
 def network(monkeypatch) -> HeldNetwork:
     """The network every model file loads as; small windows make a case take about 100 batches."""
     network = HeldNetwork()
     monkeypatch.setattr(inference, "WINDOW", (8, 8, 8))
-    monkeypatch.setattr(segment_module, "load_model", lambda _: (network, ModelInfo(model_id="held")))
+    monkeypatch.setattr(segment_module, "load_for_inference", lambda *_, **__: held_model(network))
     yield network
     network.release.set()
 
@@ -106,12 +112,12 @@ def test_cancel_while_the_model_loads_starts_no_inference(viewer, widget, networ
     loading, loaded = threading.Event(), threading.Event()
     segment_calls: list[object] = []
 
-    def slow_load(_):
+    def slow_load(*_, **__):
         loading.set()
         loaded.wait(WAIT_MS / 1000)
-        return network, ModelInfo(model_id="held")
+        return held_model(network)
 
-    monkeypatch.setattr(segment_module, "load_model", slow_load)
+    monkeypatch.setattr(segment_module, "load_for_inference", slow_load)
     monkeypatch.setattr(segment_module, "segment", lambda *args, **kwargs: segment_calls.append(args))
     widget.run_button.clicked()
     assert loading.wait(WAIT_MS / 1000)
