@@ -6,9 +6,10 @@ first judged from the installed torch build without importing it (a CPU-only bui
 CPU path does not pay torch's import. If a checkpoint has no usable ONNX export and none can be made,
 ``auto`` warns and runs it with torch; an explicit ``onnx`` fails with the reason.
 
-Example:
-    >>> loaded = load_for_inference("bundled")  # doctest: +SKIP
-    >>> loaded.backend, loaded.device, loaded.info.model_id  # doctest: +SKIP
+Usage (not run as a doctest: it needs real data or writes files)::
+
+    loaded = load_for_inference("bundled")
+    loaded.backend, loaded.device, loaded.info.model_id
     ('onnx', 'cpu', 'brainseg-unet3d-brats2018')
 """
 

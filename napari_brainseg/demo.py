@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 PLUGIN = "napari-brainseg"
 SAMPLE = "synthetic_glioma"
-WIDGETS = ("Load case", "Segment", "Edit labels", "Export corrections", "Review and report", "Retrain")
+WIDGETS = ("Load case", "Segment", "Edit labels", "Refine with clicks", "Export corrections", "Review and report",
+           "Retrain", "Prepare study")
 WINDOW_SIZE = (1600, 1000)
 
 

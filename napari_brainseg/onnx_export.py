@@ -7,8 +7,9 @@ speed), or, for ``int8``, ONNX Runtime's dynamic quantization of the convolution
 :func:`napari_brainseg.onnx_model.metadata`. Before the file is put in place, the export and the checkpoint
 run on the same random input and must agree within :data:`TOLERANCE`.
 
-Example:
-    >>> export_onnx("bundled", precision="fp16")  # doctest: +SKIP
+Usage (not run as a doctest: it needs real data or writes files)::
+
+    export_onnx("bundled", precision="fp16")
     (PosixPath('.../napari_brainseg/weights/brainseg_unet3d.onnx'), 2.2e-05)
 """
 

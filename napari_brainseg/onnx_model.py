@@ -8,11 +8,12 @@ the weights' precision, and the SHA-256 of the checkpoint file it was made from,
 does not belong to its checkpoint is refused. A checkpoint without an export is exported once, with torch
 (:mod:`napari_brainseg.onnx_export`).
 
-Example:
-    >>> model = load_onnx_model("bundled")  # doctest: +SKIP
-    >>> model.info.model_id, model.window, model.precision  # doctest: +SKIP
+Usage (not run as a doctest: it needs real data or writes files)::
+
+    model = load_onnx_model("bundled")
+    model.info.model_id, model.window, model.precision
     ('brainseg-unet3d-brats2018', (96, 96, 96), 'fp16')
-    >>> logits = model(batch_of_windows)  # (B, 4, 96, 96, 96) float32 -> (B, 3, 96, 96, 96)  # doctest: +SKIP
+    logits = model(batch_of_windows)  # (B, 4, 96, 96, 96) float32 -> (B, 3, 96, 96, 96)
 """
 
 from __future__ import annotations

@@ -53,11 +53,11 @@ def activity_indicator(viewer):
     return viewer.window._qt_window._activity_dialog._toggleButton._inProgressIndicator
 
 
-def test_the_demo_docks_all_six_widgets_of_the_plugin(viewer, qtbot, tiny_checkpoint):
+def test_the_demo_docks_every_widget_of_the_plugin(viewer, qtbot, tiny_checkpoint):
     manager = PluginManager.instance()
     manager.discover()
     manifest_widgets = [w.display_name for w in manager.get_manifest(PLUGIN).contributions.widgets]
-    assert list(WIDGETS) == manifest_widgets and len(WIDGETS) == 6
+    assert list(WIDGETS) == manifest_widgets and len(WIDGETS) == 8
     widget = open_demo(viewer, tiny_checkpoint)
     for name in WIDGETS:
         assert [title for title in viewer.window.dock_widgets if name in title], f"{name} is not docked"

@@ -16,7 +16,7 @@ def tables() -> list[list[list[str]]]:
     """Every table of the README: its rows (header first), each a list of cell texts."""
     found: list[list[list[str]]] = []
     row: list[str] | None = None
-    for token in MarkdownIt("commonmark").enable("table").parse(README.read_text()):
+    for token in MarkdownIt("commonmark").enable("table").parse(README.read_text(encoding="utf-8")):
         if token.type == "table_open":
             found.append([])
         elif token.type == "tr_open":
@@ -36,7 +36,7 @@ def first_column(header: str) -> list[str]:
 
 def test_no_table_row_falls_out_of_its_table():
     """A line starting with '|' that is not part of a table renders as text (e.g. after a blank line)."""
-    stray = [token.content for token in MarkdownIt("commonmark").enable("table").parse(README.read_text())
+    stray = [token.content for token in MarkdownIt("commonmark").enable("table").parse(README.read_text(encoding="utf-8"))
              if token.type == "inline" and token.content.lstrip().startswith("|")]
     assert stray == []
 
@@ -57,7 +57,7 @@ def test_the_figures_table_has_its_rows(figure):
 
 
 def test_the_commands_use_the_projects_environment_and_show_skip_reasons():
-    text = README.read_text()
+    text = README.read_text(encoding="utf-8")
     assert "python -m pytest -ra" in text
     commands = [line for line in re.findall(r"^(?:\.venv/bin/)?\S+", text, flags=re.MULTILINE)
                 if line in ("python", "napari-brainseg", "torchrun")]

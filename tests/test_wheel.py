@@ -77,7 +77,7 @@ def test_the_plugin_the_command_and_training_work_from_a_wheel_install(installed
     done = subprocess.run([str(python), "-c", CHECK_INSTALL, site], cwd=tmp_path, env=CLEAN_ENV,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "6 widgets" in done.stdout
+    assert "8 widgets" in done.stdout
     command = subprocess.run([str(installed / "bin" / "napari-brainseg"), "--help"], cwd=tmp_path, env=CLEAN_ENV,
                              capture_output=True, text=True, timeout=120)
     assert command.returncode == 0, command.stderr

@@ -6,8 +6,9 @@ README's clinical section): Dice 0.967 against the reference mask in 5-10 s and 
 0.975 in 46-105 s and 2.7 GB; HD-BET's wheel is 294 MB and falls back to a download when a weight file
 looks wrong.
 
-Example:
-    >>> mask = extract_brain(t1ce_1mm)  # doctest: +SKIP  (a SimpleITK uint8 image on the same grid)
+Usage (not run as a doctest: it needs real data or writes files)::
+
+    mask = extract_brain(t1ce_1mm)  # a SimpleITK uint8 image on the same grid
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ Series are found with GDCM through SimpleITK (``ImageSeriesReader``), in the fol
 A series is refused, with a message saying why, when it is not a usable brain MR volume: a single slice,
 a localizer (scout, survey, three-plane pilot), not MR, or a body part other than the head.
 
-Example:
-    >>> for number, series in enumerate(find_series("exam/"), start=1):  # doctest: +SKIP
-    ...     print(number, series.summary)
-    >>> volume = read_series(pick_series("exam/", "2"))  # doctest: +SKIP
+Usage (not run as a doctest: it needs real data or writes files)::
+
+    for number, series in enumerate(find_series("exam/"), start=1):
+        print(number, series.summary)
+    volume = read_series(pick_series("exam/", "2"))
 """
 
 from __future__ import annotations

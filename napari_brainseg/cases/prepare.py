@@ -14,10 +14,11 @@ The folder holds ``<id>_flair/_t1/_t1ce/_t2.nii.gz`` (read by :func:`napari_brai
 BraTS case), ``<id>_brainmask.nii.gz``, the untouched native T1ce ``<id>_t1ce_native.nii.gz`` and the
 sidecar. :func:`labels_to_native` brings a label map of the case back onto the native T1ce's grid.
 
-Example:
-    >>> inputs = parse_inputs(["t1ce=raw/t1c.nii.gz", "t1=raw/t1.nii.gz", "t2=dicom/#3", "flair=dicom/#4"])
-    >>> case = prepare_study(inputs, "prepared/P01")  # doctest: +SKIP
-    >>> seg_native = labels_to_native(nib.load("P01_seg.nii.gz"), read_record(case.folder))  # doctest: +SKIP
+Usage (not run as a doctest: it needs real data or writes files)::
+
+    inputs = parse_inputs(["t1ce=raw/t1c.nii.gz", "t1=raw/t1.nii.gz", "t2=dicom/#3", "flair=dicom/#4"])
+    case = prepare_study(inputs, "prepared/P01")
+    seg_native = labels_to_native(nib.load("P01_seg.nii.gz"), read_record(case.folder))
 """
 
 from __future__ import annotations

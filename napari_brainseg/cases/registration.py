@@ -5,9 +5,10 @@ fixed seed, so a rerun gives the same transform) over three resolutions (shrink 
 with *regular-step* gradient descent, which on BraTS data came back within 0.2 mm where plain gradient
 descent stopped at about 3 mm. A transform maps points of the fixed image to the moving image (LPS mm).
 
-Example:
-    >>> transform, record = register(t1ce, flair, "rigid")  # doctest: +SKIP
-    >>> flair_on_t1ce = resample(flair, isotropic_grid(t1ce), transform)  # doctest: +SKIP
+Usage (not run as a doctest: it needs real data or writes files)::
+
+    transform, record = register(t1ce, flair, "rigid")
+    flair_on_t1ce = resample(flair, isotropic_grid(t1ce), transform)
 """
 
 from __future__ import annotations
