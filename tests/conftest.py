@@ -123,3 +123,20 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     info = ModelInfo(model_id="tiny", version="0.0.1", arch_kwargs={**DEFAULT_ARCH_KWARGS, **TINY_ARCH})
     return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt", build_network(info), info)
 
+
+
+@pytest.fixture
+def viewer(make_napari_viewer_proxy):
+    """A real napari viewer (tests that need another kind define their own)."""
+    return make_napari_viewer_proxy()
+
+
+@pytest.fixture
+def widget(viewer, tiny_checkpoint):
+    """A docked Segment widget set to the tiny checkpoint (tests of other widgets define their own)."""
+    from napari_brainseg._widgets.segment import SegmentWidget
+
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.checkpoint.value = tiny_checkpoint
+    return widget

@@ -11,7 +11,6 @@ from npe2 import PluginManager
 
 from napari_brainseg import _sample_data, registry
 from napari_brainseg._widgets import segment as segment_module
-from napari_brainseg._widgets.segment import SegmentWidget
 from napari_brainseg.demo import WIDGETS, open_demo
 from napari_brainseg.devices import available_devices
 from napari_brainseg.jobs import Cancelled, Progress
@@ -26,19 +25,6 @@ def private_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv(registry.ENV_VAR, str(tmp_path / "models"))
     monkeypatch.setattr(_sample_data, "SAMPLE_SHAPE", (48, 56, 40))
-
-
-@pytest.fixture
-def viewer(make_napari_viewer_proxy):
-    return make_napari_viewer_proxy()
-
-
-@pytest.fixture
-def widget(viewer, tiny_checkpoint) -> SegmentWidget:
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.checkpoint.value = tiny_checkpoint
-    return widget
 
 
 @pytest.fixture

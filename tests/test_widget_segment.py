@@ -27,19 +27,6 @@ def private_models_folder(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def viewer(make_napari_viewer_proxy):
-    return make_napari_viewer_proxy()
-
-
-@pytest.fixture
-def widget(viewer, tiny_checkpoint) -> SegmentWidget:
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.checkpoint.value = tiny_checkpoint
-    return widget
-
-
-@pytest.fixture
 def case(viewer, make_case):
     files = make_case(spacing=(1.0, 1.0, 2.0))
     viewer.open(str(files.folder), plugin=PLUGIN)
