@@ -108,7 +108,7 @@ else:
 def start_writer(target: Path, kind: str) -> tuple[subprocess.Popen, Path]:
     """A child process in the middle of writing ``target``; returns it and its temporary path."""
     child = subprocess.Popen([sys.executable, "-c", WRITE_AND_WAIT, str(target), kind], cwd=REPO_ROOT,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8")
     temp = Path(child.stdout.readline().strip())
     assert temp.exists()
     return child, temp
@@ -117,7 +117,7 @@ def start_writer(target: Path, kind: str) -> tuple[subprocess.Popen, Path]:
 def dead_pid() -> int:
     """The id of a process that has ended."""
     return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True).stdout)
+                              text=True, encoding="utf-8", check=True).stdout)
 
 
 def test_temporary_names_say_which_process_on_which_machine_writes_them(tmp_path):

@@ -253,7 +253,7 @@ def test_python_m_napari_brainseg_predicts_in_a_fresh_process(synthetic_case_dir
     done = subprocess.run(
         [sys.executable, "-m", "napari_brainseg", "predict", str(synthetic_case_dir), "--output-dir",
          str(tmp_path / "out"), "--model", str(tiny_checkpoint), "--device", "cpu"],
-        check=False, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+        check=False, capture_output=True, text=True, encoding="utf-8", cwd=REPO_ROOT, timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert_same_grid(tmp_path / "out" / "Synthetic_001_seg.nii.gz", synthetic_case_dir / "Synthetic_001_flair.nii.gz")
@@ -266,7 +266,7 @@ def test_bad_input_fails_before_torch_and_monai_are_imported(tmp_path):
         f"status = main(['predict', {str(tmp_path / 'missing')!r}, '--output-dir', {str(tmp_path)!r}]); "
         "print(sorted({'torch', 'monai'} & set(sys.modules))); sys.exit(status)"
     )
-    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert done.returncode == 1
     assert done.stdout.strip() == "[]"
     assert done.stderr.strip() == f"error: {tmp_path / 'missing'} does not exist."

@@ -83,7 +83,7 @@ def test_the_help_has_no_restructuredtext_markup(capsys):
 
 def test_python_m_training_from_a_checkout_is_the_same_command():
     done = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, encoding="utf-8", timeout=120)
     assert done.returncode == 0, done.stderr
     assert "usage: napari-brainseg" in done.stdout and "finetune" in done.stdout
 

@@ -27,7 +27,7 @@ def test_two_processes_train_together_and_rank_0_alone_validates_and_writes(tmp_
         "--arch-kwargs", json.dumps(TINY_ARCH),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, check=False, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, check=False, cwd=REPO_ROOT, env=env, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
     output = done.stdout + done.stderr

@@ -396,7 +396,7 @@ def start_export(tmp_path: Path, case: LoadedCase, dataset: Path, how: str) -> t
     """An export of ``case`` in a child process, stopped in the middle; returns it and its temporary folder."""
     (tmp_path / "args.pkl").write_bytes(pickle.dumps((dataset, case.files, case.geometry, corrected(case.seg))))
     child = subprocess.Popen([sys.executable, "-c", EXPORT_AND_STOP, str(tmp_path / "args.pkl"), how], cwd=REPO_ROOT,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8")
     temp = Path(child.stdout.readline().strip()).parent
     assert temp.parent == dataset / case.case_id and temp.name.startswith(".export~tmp~")
     return child, temp

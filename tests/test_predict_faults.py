@@ -45,7 +45,7 @@ def start_paused_predict(make_case, tiny_checkpoint, out: Path) -> tuple[subproc
     cases = [make_case(case_id=f"Case_{i}", folder=f"case{i}").folder for i in (1, 2)]
     child = subprocess.Popen(
         [sys.executable, "-c", PAUSE_ON_SECOND_SAVE, *predict_args(tiny_checkpoint, *cases, "--output-dir", out)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
     )
     line = child.stdout.readline()
     assert line.startswith("writing"), child.communicate(timeout=60)

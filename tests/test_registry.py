@@ -164,7 +164,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def run_python(script: str, *args: str) -> subprocess.Popen:
     """Start ``python -c script args`` in the repository (the models folder comes through the environment)."""
     return subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, encoding="utf-8")
 
 
 def test_two_processes_registering_ten_models_each_lose_none(tmp_path, models_dir):

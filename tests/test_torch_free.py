@@ -22,7 +22,7 @@ BLOCK_TORCH = "import sys; sys.modules.update(torch=None, monai=None); "
 
 
 def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True, encoding="utf-8",
                           cwd=REPO_ROOT, timeout=600)
 
 

@@ -275,7 +275,7 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_loads_and_leaves_no_tem
     run = tmp_path / "b"
     config = json.dumps(asdict(tiny_config(data_dir, run)))
     child = subprocess.run([sys.executable, "-c", KILLED_DURING_STATE_WRITE, config], cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, encoding="utf-8", timeout=600)
     assert child.returncode == -9, child.stderr
     assert [p.name.split("~")[0] for p in run.glob(".*")] == [".state"], "the kill left its temporary file"
     load_model(run / MODEL_FILE)  # the checkpoint under its final name is always whole

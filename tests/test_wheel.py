@@ -52,7 +52,7 @@ def installed(wheel, tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                                        text=True).strip())
+                                        text=True, encoding="utf-8").strip())
     # A plain path line: this environment's packages, without running its .pth files (the editable install's).
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
@@ -73,15 +73,15 @@ def test_the_wheel_installs_training_inside_the_package(wheel):
 def test_the_plugin_the_command_and_training_work_from_a_wheel_install(installed, tmp_path):
     python = installed / "bin" / "python"
     site = subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                                   text=True).strip()
+                                   text=True, encoding="utf-8").strip()
     done = subprocess.run([str(python), "-c", CHECK_INSTALL, site], cwd=tmp_path, env=CLEAN_ENV,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "8 widgets" in done.stdout
     command = subprocess.run([str(installed / "bin" / "napari-brainseg"), "--help"], cwd=tmp_path, env=CLEAN_ENV,
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert command.returncode == 0, command.stderr
     assert all(step in command.stdout for step in ("predict", "train", "finetune", "evaluate", "register"))
     models = subprocess.run([str(installed / "bin" / "napari-brainseg"), "models"], cwd=tmp_path, env=CLEAN_ENV,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert models.returncode == 0 and models.stdout.startswith("bundled: "), models.stderr
