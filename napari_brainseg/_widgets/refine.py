@@ -14,9 +14,10 @@ from ..clicks import CLICK_LABELS, CLICK_NAMES, BrainVoxels, Click, ClickError, 
 from ..io import BratsInputError
 from ..labels import LABEL_COLORS, LabelError
 from ..layers import METADATA_KEY, brainseg_metadata, find_modality_layers, stack_modalities
-from ..model import CheckpointError
+from ..model import ModelInfo
 from ..refine import merge_hand_edits, refine
 from . import LabelsLayerPicker, Status, connect_while_alive
+from ._checkpoints import OffersCheckpointFiles
 from ._worker import RunsInBackground
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def _refine_case(found: dict, labels: np.ndarray, clicks: list[Click], model: Pa
     return refine(stack_modalities(found), labels, clicks, model=model)
 
 
-class RefineWidget(RunsInBackground, Container):
+class RefineWidget(OffersCheckpointFiles, RunsInBackground, Container):
     """Shift+click a class onto the case; the labels around the click are refined in the background."""
 
     FAILED = "Refinement failed, nothing changed"
@@ -86,23 +87,13 @@ class RefineWidget(RunsInBackground, Container):
         """The chosen click-network checkpoint, or None for region growing."""
         return None if self.model.value == GROWING else self.model.value
 
-    def add_checkpoint(self) -> None:
-        """Offer the chosen click-network checkpoint, after checking that it is one."""
+    def read_checkpoint_info(self, path: Path) -> ModelInfo:
         from ..refine import load_refinement_model
 
-        path = self.checkpoint.value
-        if path is None:
-            return
-        try:
-            _, info = load_refinement_model(path)
-        except CheckpointError as err:
-            self.status.error(err)
-            return
-        if path not in self._checkpoints:
-            self._checkpoints.append(path)
-        self.model.reset_choices()
-        self.model.value = path
-        self.status.info(f"Refining with the click network {info.model_id} ({info.version}).")
+        return load_refinement_model(path)[1]
+
+    def offered_message(self, info: ModelInfo, path: Path) -> str:
+        return f"Refining with the click network {info.model_id} ({info.version})."
 
     # --- clicks ----------------------------------------------------------------------------------------
     def clicks_layer(self, labels: napari.layers.Labels, create: bool = False) -> napari.layers.Points | None:

@@ -29,6 +29,7 @@ from ..layers import (
 )
 from ..model import CheckpointError, ModelInfo, info_from_dict, read_checkpoint
 from . import Status, add_layers, connect_while_alive, edit_events
+from ._checkpoints import OffersCheckpointFiles
 from ._worker import RunsInBackground
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def load_and_segment(
     return result, loaded.info
 
 
-class SegmentWidget(RunsInBackground, Container):
+class SegmentWidget(OffersCheckpointFiles, RunsInBackground, Container):
     """Choose device, model and test-time flips; segment the open case; read WT/TC/ET volumes in mL."""
 
     FAILED = "Segmentation failed"
@@ -112,21 +113,11 @@ class SegmentWidget(RunsInBackground, Container):
         known = {path for _, path in entries}
         return entries + [(f"{p.name} (file)", p) for p in self._checkpoints if p not in known]
 
-    def add_checkpoint(self) -> None:
-        """Offer the chosen checkpoint file as a model, after checking that it is one."""
-        path = self.checkpoint.value
-        if path is None:
-            return
-        try:
-            info = info_from_dict(read_checkpoint(path)["info"])
-        except CheckpointError as err:
-            self.status.error(err)
-            return
-        if path not in self._checkpoints:
-            self._checkpoints.append(path)
-        self.model.reset_choices()
-        self.model.value = path
-        self.status.info(f"Model {info.model_id} ({info.version}) from {path.name}.")
+    def read_checkpoint_info(self, path: Path) -> ModelInfo:
+        return info_from_dict(read_checkpoint(path)["info"])
+
+    def offered_message(self, info: ModelInfo, path: Path) -> str:
+        return f"Model {info.model_id} ({info.version}) from {path.name}."
 
     # --- running -------------------------------------------------------------------------------------
     def run(self) -> None:
