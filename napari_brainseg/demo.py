@@ -69,6 +69,14 @@ def show_largest_tumour_slice(viewer: napari.viewer.Viewer, layer: napari.layers
     viewer.dims.set_point(0, layer.data_to_world((z, 0, 0))[0])
 
 
+def save_screenshot(viewer: napari.viewer.Viewer, path: Path, note: str = "") -> None:
+    """Save a picture of the whole window to ``path`` (its folder made if needed), say so, and close the viewer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(path), canvas_only=False)
+    print(f"{note}\nScreenshot saved to {path}" if note else f"Screenshot saved to {path}")
+    viewer.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_brainseg.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="checkpoint to segment with (default: the first model listed)")
@@ -89,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
 
         def shoot() -> None:
-            args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            viewer.screenshot(str(args.screenshot), canvas_only=False)
-            print(f"{widget.status.value}\nScreenshot saved to {args.screenshot}")
-            viewer.close()
+            save_screenshot(viewer, args.screenshot, widget.status.value)
 
         widget.worker.finished.connect(lambda: QTimer.singleShot(1000, shoot))
     napari.run()

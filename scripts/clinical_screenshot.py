@@ -40,6 +40,7 @@ def main() -> int:
     import napari
 
     from napari_brainseg.cases.prepare import PreparedCase
+    from napari_brainseg.demo import save_screenshot
     from napari_brainseg.io import load_case
     from napari_brainseg.layers import case_layers
 
@@ -58,10 +59,7 @@ def main() -> int:
     z = int(np.argmax(np.count_nonzero(largest, axis=(1, 2))))  # the largest tumour's widest slice
     viewer.dims.set_point(0, labels.data_to_world((z, 0, 0))[0])
     viewer.reset_view()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=False)
-    print(f"{widget.status.value}\nScreenshot saved to {args.out}")
-    viewer.close()
+    save_screenshot(viewer, args.out, widget.status.value)
     return 0
 
 

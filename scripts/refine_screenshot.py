@@ -48,6 +48,7 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_brainseg.clicks import next_click
+    from napari_brainseg.demo import save_screenshot
     from napari_brainseg.io import load_case
 
     case = load_case(args.case)
@@ -78,10 +79,7 @@ def main() -> int:
         print(f"click {number} {click}: WT Dice {wt_dice(labels.data, case.seg):.3f} ({refine.status.value})")
     viewer.layers.selection.active = labels
     viewer.reset_view()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=False)
-    print(f"Screenshot saved to {args.out}")
-    viewer.close()
+    save_screenshot(viewer, args.out)
     return 0
 
 
