@@ -101,3 +101,17 @@ def test_the_sliders_of_a_case_are_named_by_anatomy(viewer, widget, case_id, qtb
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert tuple(viewer.dims.axis_labels) == AXIS_LABELS
     assert all(tuple(layer.axis_labels) == AXIS_LABELS for layer in viewer.layers)
+
+
+def test_a_screenshot_is_a_picture_of_the_whole_window_saved_in_a_new_folder(viewer, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    from napari_brainseg.demo import save_screenshot
+
+    viewer.window.resize(900, 600)
+    canvas = viewer.screenshot(canvas_only=True)
+    target = tmp_path / "new" / "shot.png"
+    save_screenshot(viewer, target, "segmented")
+    picture = iio.imread(target)
+    assert picture.shape[1] > canvas.shape[1] and picture.shape[0] >= canvas.shape[0]  # docks and menus too
+    assert capsys.readouterr().out == f"segmented\nScreenshot saved to {target}\n"

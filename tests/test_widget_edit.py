@@ -10,11 +10,6 @@ from napari_brainseg.labels import ED, ET, NCR
 
 
 @pytest.fixture
-def viewer(make_napari_viewer_proxy):
-    return make_napari_viewer_proxy()
-
-
-@pytest.fixture
 def widget(viewer) -> EditWidget:
     widget = EditWidget(viewer)
     viewer.window.add_dock_widget(widget)

@@ -16,11 +16,6 @@ PLUGIN = "napari-brainseg"
 
 
 @pytest.fixture
-def viewer(make_napari_viewer_proxy):
-    return make_napari_viewer_proxy()
-
-
-@pytest.fixture
 def widget(viewer, tmp_path) -> ExportWidget:
     widget = ExportWidget(viewer)
     viewer.window.add_dock_widget(widget)

@@ -20,11 +20,6 @@ ROTATION = np.array([[0.8, -0.6, 0.0, 5.0], [0.6, 0.8, 0.0, -3.0], [0.0, 0.0, 1.
 
 
 @pytest.fixture
-def viewer(make_napari_viewer_proxy):
-    return make_napari_viewer_proxy()
-
-
-@pytest.fixture
 def widget(viewer) -> RefineWidget:
     widget = RefineWidget(viewer)
     viewer.window.add_dock_widget(widget)

@@ -40,11 +40,6 @@ def data(tmp_path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def viewer(make_napari_viewer_proxy):
-    return make_napari_viewer_proxy()
-
-
-@pytest.fixture
 def widget(viewer, base, data) -> RetrainWidget:
     widget = RetrainWidget(viewer)
     viewer.window.add_dock_widget(widget)
