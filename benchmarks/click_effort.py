@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from napari_brainseg.clicks import next_click  # noqa: E402
 from napari_brainseg.inference import segment  # noqa: E402
 from napari_brainseg.io import load_case  # noqa: E402
-from napari_brainseg.labels import REGION_NAMES, regions_from_labels  # noqa: E402
+from napari_brainseg.labels import REGION_NAMES, region_dice  # noqa: E402
 from napari_brainseg.model import load_model  # noqa: E402
 from napari_brainseg.refine import refine  # noqa: E402
 from napari_brainseg.review import ReviewQueue, slice_scores  # noqa: E402
@@ -48,18 +48,9 @@ TARGETS = (0.90, 0.95)
 REPAINT_TARGET = 0.95
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """WT/TC/ET Dice with the BraTS rule for empty regions (1 when both are empty, else 0)."""
-    scores = {}
-    for name, p, t in zip(REGION_NAMES, regions_from_labels(pred), regions_from_labels(truth)):
-        total = int(p.sum()) + int(t.sum())
-        scores[name] = 1.0 if total == 0 else 2.0 * int((p & t).sum()) / total
-    return scores
-
-
 def click_session(image, start, truth, brain, n_clicks: int, model: str | None) -> dict:
     """Dice after every click, and the seconds each click took."""
-    labels, clicks, history, seconds = start, [], [dice(start, truth)], []
+    labels, clicks, history, seconds = start, [], [region_dice(start, truth)], []
     for _ in range(n_clicks):
         click = next_click(labels, truth, brain)
         if click is None:
@@ -69,7 +60,7 @@ def click_session(image, start, truth, brain, n_clicks: int, model: str | None) 
         begin = time.perf_counter()
         labels = refine(image, labels, clicks, model=model)
         seconds.append(time.perf_counter() - begin)
-        history.append(dice(labels, truth))
+        history.append(region_dice(labels, truth))
     return {"dice": history, "seconds": seconds}
 
 

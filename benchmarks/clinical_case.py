@@ -35,11 +35,6 @@ def reference_on(grid: nib.Nifti1Image, atlas_file: Path, grid_to_native_t1ce: n
     return sample_nearest(nib.load(atlas_file), grid.shape, grid.affine, to_atlas)
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = np.count_nonzero(a) + np.count_nonzero(b)
-    return 1.0 if total == 0 else 2 * np.count_nonzero(a & b) / total
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", type=Path, default=RAW, help="the raw case folder")
@@ -49,7 +44,7 @@ def main() -> int:
 
     from napari_brainseg.__main__ import main as cli
     from napari_brainseg.cases.prepare import read_record
-    from napari_brainseg.labels import regions_from_labels
+    from napari_brainseg.labels import mask_dice, regions_from_labels
 
     out = Path(tempfile.mkdtemp(prefix="clinical-"))
     argv = ["predict", "--prepare", *[f"{k}={args.raw / v}.nii.gz" for k, v in SEQUENCES.items()],
@@ -70,12 +65,12 @@ def main() -> int:
     t1c = nib.load(args.raw / "t1c.nii.gz")
     found = regions_from_labels(np.asarray(nib.load(folder / "TCGA-FG-6692_seg_native.nii.gz").dataobj))
     reference = regions_from_labels(reference_on(t1c, args.raw / "reference_labels_atlas.nii.gz", np.eye(4), args.raw))
-    scores = {name: dice(found[i], reference[i]) for i, name in enumerate(("WT", "TC", "ET"))}
+    scores = {name: mask_dice(found[i], reference[i]) for i, name in enumerate(("WT", "TC", "ET"))}
     voxel_ml = float(np.prod(t1c.header.get_zooms()[:3])) / 1000
     print(f"frame: {'template ' + args.template if args.template else 'T1ce'}")
     print(f"whole run: {wall:.1f} s wall, {cpu:.1f} s CPU (all threads), peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
-    print(f"brain-mask Dice vs reference (prepared grid): {dice(np.asarray(mask.dataobj) > 0, ref_mask > 0):.4f}")
+    print(f"brain-mask Dice vs reference (prepared grid): {mask_dice(np.asarray(mask.dataobj) > 0, ref_mask > 0):.4f}")
     print("native T1ce grid, Dice vs reference: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     print(f"WT volume: found {found[0].sum() * voxel_ml:.1f} ml, reference {reference[0].sum() * voxel_ml:.1f} ml")
     steps = {s["step"]: s.get("seconds") for s in record["steps"]}

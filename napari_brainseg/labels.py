@@ -1,4 +1,5 @@
-"""BraTS label conventions: classes, evaluation regions, colours, volumes and clean-ups.
+"""BraTS label conventions: classes, evaluation regions and their Dice, colours,
+volumes and clean-ups.
 
 The plugin works in the BraTS 2017-2021 convention throughout::
 
@@ -88,6 +89,18 @@ def labels_from_regions(regions: np.ndarray) -> np.ndarray:
     seg[tc] = NCR
     seg[et] = ET
     return seg
+
+
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two masks; 1 when both are empty (the BraTS rule), 0 when only one is."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    total = np.count_nonzero(a) + np.count_nonzero(b)
+    return 1.0 if total == 0 else 2.0 * np.count_nonzero(a & b) / total
+
+
+def region_dice(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """WT/TC/ET Dice of a label map against the expert's (:func:`mask_dice` on each region)."""
+    return {name: mask_dice(p, t) for name, p, t in zip(REGION_NAMES, regions_from_labels(pred), regions_from_labels(truth))}
 
 
 def voxel_volume_ml(spacing: Sequence[float]) -> float:

@@ -31,11 +31,6 @@ def wait_for(widget, app) -> None:
     app.processEvents()
 
 
-def wt_dice(labels: np.ndarray, truth: np.ndarray) -> float:
-    pred, true = labels > 0, truth > 0
-    return 2.0 * np.count_nonzero(pred & true) / max(np.count_nonzero(pred) + np.count_nonzero(true), 1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", type=Path, default=CASE, help="a BraTS case folder with its expert labels")
@@ -50,6 +45,7 @@ def main() -> int:
     from napari_brainseg.clicks import next_click
     from napari_brainseg.demo import save_screenshot
     from napari_brainseg.io import load_case
+    from napari_brainseg.labels import mask_dice
 
     case = load_case(args.case)
     brain = np.any(case.image != 0, axis=0)
@@ -65,7 +61,7 @@ def main() -> int:
     if args.model is not None:
         refine.checkpoint.value = args.model
     refine.layer.value = labels
-    print(f"{case.case_id}: WT Dice {wt_dice(labels.data, case.seg):.3f} as segmented")
+    print(f"{case.case_id}: WT Dice {mask_dice(labels.data > 0, case.seg > 0):.3f} as segmented")
     click = None
     for number in range(1, args.clicks + 1):
         click = next_click(np.asarray(labels.data), case.seg, brain)
@@ -76,7 +72,7 @@ def main() -> int:
             print(refine.status.value)
             return 1
         wait_for(refine, app)
-        print(f"click {number} {click}: WT Dice {wt_dice(labels.data, case.seg):.3f} ({refine.status.value})")
+        print(f"click {number} {click}: WT Dice {mask_dice(labels.data > 0, case.seg > 0):.3f} ({refine.status.value})")
     viewer.layers.selection.active = labels
     viewer.reset_view()
     save_screenshot(viewer, args.out)

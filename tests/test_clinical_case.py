@@ -23,7 +23,7 @@ from napari_brainseg.cases.prepare import (
     read_sequence,
     sitk_array,
 )
-from napari_brainseg.labels import regions_from_labels
+from napari_brainseg.labels import mask_dice, regions_from_labels
 
 sitk = pytest.importorskip("SimpleITK")
 pytest.importorskip("deepbet")
@@ -55,10 +55,6 @@ def atlas_to(grid: nib.Nifti1Image, atlas_file: Path, grid_to_native_t1ce: np.nd
                           np.linalg.inv(atlas_to_t1ce) @ grid_to_native_t1ce).astype(np.uint8)
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
-
-
 def case_to_native(record) -> np.ndarray:
     return np.linalg.inv(np.array(record["native_to_case_ras"]))
 
@@ -87,7 +83,7 @@ def test_co_registration_recovers_a_known_rigid_transform_within_1_mm(raw_dir):
 def test_brain_extraction_agrees_with_the_reference_mask(prepared, raw_dir):
     mask = nib.load(prepared.brain_mask)
     reference = atlas_to(mask, raw_dir / "reference_brain_mask_atlas.nii.gz", case_to_native(prepared.record), raw_dir)
-    assert dice(np.asarray(mask.dataobj) > 0, reference > 0) >= 0.95
+    assert mask_dice(np.asarray(mask.dataobj) > 0, reference > 0) >= 0.95
 
 
 def test_the_prepared_case_is_1_mm_skull_stripped_and_recorded(prepared):
@@ -110,7 +106,7 @@ def test_labels_mapped_back_land_on_the_native_grid_with_the_native_affine(prepa
     assert native.shape == t1c.shape
     assert np.allclose(native.affine, t1c.affine, atol=1e-4)
     direct = atlas_to(t1c, labels_file, np.eye(4), raw_dir)  # the README's own mapping to the native T1ce
-    assert dice(regions_from_labels(np.asarray(native.dataobj))[0], regions_from_labels(direct)[0]) > 0.9
+    assert mask_dice(regions_from_labels(np.asarray(native.dataobj))[0], regions_from_labels(direct)[0]) > 0.9
 
 
 def test_a_dicom_series_written_from_the_raw_t1ce_reads_back_through_the_same_path(raw_dir, tmp_path):
@@ -139,7 +135,7 @@ def test_predict_prepare_finds_the_right_frontal_lesion(raw_dir, tmp_path):
     assert native.shape == t1c.shape and np.allclose(native.affine, t1c.affine, atol=1e-4)
     reference = atlas_to(t1c, raw_dir / "reference_labels_atlas.nii.gz", np.eye(4), raw_dir) > 0
     found = np.asarray(native.dataobj) > 0
-    assert dice(found, reference) >= 0.5
+    assert mask_dice(found, reference) >= 0.5
     components, _ = ndimage.label(found)
     largest = components == np.argmax(np.bincount(components[components > 0]))
     assert np.count_nonzero(largest & reference) > 0.5 * np.count_nonzero(largest)

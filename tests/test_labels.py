@@ -16,8 +16,10 @@ from napari_brainseg.labels import (
     check_labels,
     fill_holes,
     labels_from_regions,
+    mask_dice,
     minor_components,
     small_enhancing,
+    region_dice,
     region_volumes_ml,
     regions_from_labels,
     small_islands,
@@ -73,6 +75,25 @@ def test_labels_from_regions_lets_enhancing_win_over_a_missing_core_and_whole_tu
     tc = np.array([False, False, False])
     et = np.array([False, False, True])
     assert labels_from_regions(np.stack([wt, tc, et])).tolist() == [0, 2, 4]
+
+
+def test_mask_dice_is_twice_the_overlap_over_the_sizes_and_one_when_both_are_empty():
+    a, b = np.zeros(10, bool), np.zeros(10, bool)
+    assert mask_dice(a, b) == 1.0
+    b[:4] = True
+    assert mask_dice(a, b) == 0.0
+    a[2:8] = True  # overlap 2, sizes 6 and 4
+    assert mask_dice(a, b) == pytest.approx(2 * 2 / 10)
+
+
+def test_region_dice_scores_whole_tumour_core_and_enhancing_separately():
+    truth = np.array([0, 2, 2, 1, 4, 4], dtype=np.uint8)
+    pred = np.array([2, 2, 2, 4, 4, 0], dtype=np.uint8)  # one oedema too many, NCR called ET, an ET voxel missed
+    scores = region_dice(pred, truth)
+    assert list(scores) == list(REGION_NAMES)
+    assert scores["WT"] == pytest.approx(2 * 4 / 10)
+    assert scores["TC"] == pytest.approx(2 * 2 / 5)
+    assert scores["ET"] == pytest.approx(2 * 1 / 4)
 
 
 def test_region_volumes_count_voxels_times_voxel_volume_in_ml():

@@ -8,7 +8,7 @@ import torch
 
 from napari_brainseg.clicks import CLICK_LABELS, ClickError, check_clicks, guidance_maps, next_click
 from napari_brainseg.io import MODALITIES
-from napari_brainseg.labels import BACKGROUND, ED, ET, NCR, LabelError
+from napari_brainseg.labels import BACKGROUND, ED, ET, NCR, LabelError, mask_dice
 from napari_brainseg.model import CheckpointError, load_model, save_checkpoint
 from napari_brainseg.refine import (
     GUIDANCE,
@@ -28,10 +28,6 @@ def case() -> tuple[np.ndarray, np.ndarray]:
     """A synthetic (4, Z, Y, X) stack and its expert labels."""
     images, seg = synthetic_case(shape=(48, 56, 40), seed=0)
     return np.stack([images[m] for m in MODALITIES]).astype(np.float32), seg.astype(np.uint8)
-
-
-def region_dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
 
 
 # --- the simulated user ---------------------------------------------------------------------------------
@@ -106,7 +102,7 @@ def test_a_click_in_a_missed_region_labels_it_and_changes_nothing_outside_the_wi
     assert out.dtype == np.uint8 and out is not labels
     assert np.array_equal(image, before_image) and np.array_equal(labels, before_labels), "inputs never change"
     assert out[click[:3]] == ED
-    assert region_dice(out == ED, truth == ED) > 0.3 > region_dice(labels == ED, truth == ED), "a good part recovered"
+    assert mask_dice(out == ED, truth == ED) > 0.3 > mask_dice(labels == ED, truth == ED), "a good part recovered"
     outside = np.ones(out.shape, bool)
     outside[click_window(click[:3], out.shape, GROWING_WINDOW)] = False
     assert np.array_equal(out[outside], labels[outside])
