@@ -13,7 +13,10 @@ On each validation case the bundled model segments the case; then a simulated an
 
 Run from the repository root (a few minutes a case on 2 CPU threads)::
 
-    OMP_NUM_THREADS=2 python benchmarks/click_effort.py [--model CLICK_CHECKPOINT] [--clicks 20] [--tta]
+    OMP_NUM_THREADS=2 python benchmarks/click_effort.py [--model CLICK_CHECKPOINT] [--clicks 20] [--tta] [--oracle]
+
+``--oracle`` replaces the refinement by the most a click could do inside region growing's window (its whole
+error region there takes the expert's labels): how far the clicks are from what the window allows.
 
 Without ``--tta`` the uncertainty order uses the single pass's own doubt, ``min(p, 1 - p)`` of each region's
 probability (the Review widget uses the spread of test-time flips, 4x the segmentation time).
@@ -29,16 +32,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from napari_brainseg.clicks import next_click  # noqa: E402
+from napari_brainseg.clicks import Click, next_click  # noqa: E402
 from napari_brainseg.inference import segment  # noqa: E402
 from napari_brainseg.io import load_case  # noqa: E402
 from napari_brainseg.labels import REGION_NAMES, region_dice  # noqa: E402
 from napari_brainseg.model import load_model  # noqa: E402
-from napari_brainseg.refine import refine  # noqa: E402
+from napari_brainseg.refine import GROWING_WINDOW, click_window, refine  # noqa: E402
 from napari_brainseg.review import ReviewQueue, slice_scores  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "brats2018"
@@ -48,7 +52,19 @@ TARGETS = (0.90, 0.95)
 REPAINT_TARGET = 0.95
 
 
-def click_session(image, start, truth, brain, n_clicks: int, model: str | None) -> dict:
+def oracle_refine(labels: np.ndarray, truth: np.ndarray, brain: np.ndarray, click: Click) -> np.ndarray:
+    """The most a click can fix while changing only region growing's window: the whole error region it lands
+    in, inside that window, takes the expert's labels (an upper bound for any method, not a method)."""
+    wrong = (labels != truth) & brain
+    components, _ = ndimage.label(wrong)
+    box = click_window(click[:3], labels.shape, GROWING_WINDOW)
+    fixed = labels.copy()
+    region = components[box] == components[click[:3]]
+    fixed[box][region] = truth[box][region]
+    return fixed
+
+
+def click_session(image, start, truth, brain, n_clicks: int, model: str | None, oracle: bool = False) -> dict:
     """Dice after every click, and the seconds each click took."""
     labels, clicks, history, seconds = start, [], [region_dice(start, truth)], []
     for _ in range(n_clicks):
@@ -58,7 +74,7 @@ def click_session(image, start, truth, brain, n_clicks: int, model: str | None) 
             continue
         clicks.append(click)
         begin = time.perf_counter()
-        labels = refine(image, labels, clicks, model=model)
+        labels = oracle_refine(labels, truth, brain, click) if oracle else refine(image, labels, clicks, model=model)
         seconds.append(time.perf_counter() - begin)
         history.append(region_dice(labels, truth))
     return {"dice": history, "seconds": seconds}
@@ -109,11 +125,12 @@ def segmentation(image: np.ndarray, segmenter, tta: bool, cache: Path | None) ->
     return result.labels, doubt
 
 
-def run_case(case_dir: Path, segmenter, n_clicks: int, model: str | None, tta: bool, cache: Path | None) -> dict:
+def run_case(case_dir: Path, segmenter, n_clicks: int, model: str | None, tta: bool, cache: Path | None,
+             oracle: bool = False) -> dict:
     case = load_case(case_dir)
     brain = np.any(case.image != 0, axis=0)
     labels, doubt = segmentation(case.image, segmenter, tta, cache)
-    session = click_session(case.image, labels, case.seg, brain, n_clicks, model)
+    session = click_session(case.image, labels, case.seg, brain, n_clicks, model, oracle)
     repaint = {}
     for name, order in slice_orders(labels, case.seg, doubt.astype(np.float32), brain).items():
         actions, tumour_slices = repaint_actions(labels, case.seg, order)
@@ -164,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", default=None, help="case ids (default: the split's val list)")
     parser.add_argument("--segmenter", default="bundled", help="the model whose mask is corrected")
     parser.add_argument("--model", default=None, help="click-refinement checkpoint (default: region growing)")
+    parser.add_argument("--oracle", action="store_true",
+                        help="instead of refining, fix each click's whole error region inside the refinement window "
+                             "(the upper bound of any refinement that changes only that window)")
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tta", action="store_true", help="uncertainty order from test-time flips, as in Review")
@@ -174,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     segmenter, info = load_model(args.segmenter)
     cases = args.cases or json.loads(args.split.read_text())["val"]
-    print(f"Segmenter {info.model_id} ({info.version}); refinement: {args.model or 'region growing'}; "
+    print(f"Segmenter {info.model_id} ({info.version}); refinement: {'oracle' if args.oracle else args.model or 'region growing'}; "
           f"{len(cases)} case(s), {args.clicks} clicks each, {args.threads} thread(s).", flush=True)
     rows = []
     for case_id in cases:
         cache = args.cache / f"{info.model_id}-{info.version}-{case_id}{'-tta' if args.tta else ''}.npz" \
             if args.cache else None
-        rows.append(run_case(args.data / case_id, segmenter, args.clicks, args.model, args.tta, cache))
+        rows.append(run_case(args.data / case_id, segmenter, args.clicks, args.model, args.tta, cache, args.oracle))
         row = rows[-1]
         print(f"{case_id}: WT {row['dice'][0]['WT']:.3f} -> {row['dice'][-1]['WT']:.3f} after {args.clicks} clicks",
               flush=True)
