@@ -196,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     cases = args.cases or json.loads(args.split.read_text())["val"]
     print(f"Segmenter {info.model_id} ({info.version}); refinement: {'oracle' if args.oracle else args.model or 'region growing'}; "
           f"{len(cases)} case(s), {args.clicks} clicks each, {args.threads} thread(s).", flush=True)
+    seen = sorted(set(info.train_cases) & set(cases))
+    if seen:
+        print(f"Note: the segmenter was trained on {len(seen)} of these cases ({', '.join(seen)}): its masks start "
+              "closer to the expert's than on new scans.", flush=True)
     rows = []
     for case_id in cases:
         cache = args.cache / f"{info.model_id}-{info.version}-{case_id}{'-tta' if args.tta else ''}.npz" \
