@@ -15,8 +15,8 @@ Run from the repository root (a few minutes a case on 2 CPU threads)::
 
     OMP_NUM_THREADS=2 python benchmarks/click_effort.py [--model CLICK_CHECKPOINT] [--clicks 20] [--tta] [--oracle]
 
-``--oracle`` replaces the refinement by the most a click could do inside region growing's window (its whole
-error region there takes the expert's labels): how far the clicks are from what the window allows.
+``--oracle`` replaces the refinement by a perfect correction of the error region each click lands in, inside
+region growing's window: the most a click that corrects only its own region in that window can do.
 
 Without ``--tta`` the uncertainty order uses the single pass's own doubt, ``min(p, 1 - p)`` of each region's
 probability (the Review widget uses the spread of test-time flips, 4x the segmentation time).
@@ -53,8 +53,8 @@ REPAINT_TARGET = 0.95
 
 
 def oracle_refine(labels: np.ndarray, truth: np.ndarray, brain: np.ndarray, click: Click) -> np.ndarray:
-    """The most a click can fix while changing only region growing's window: the whole error region it lands
-    in, inside that window, takes the expert's labels (an upper bound for any method, not a method)."""
+    """A perfect click: the error region it lands in takes the expert's labels inside region growing's window
+    (the most a click that corrects only its own region there can do; a bound, not a method)."""
     wrong = (labels != truth) & brain
     components, _ = ndimage.label(wrong)
     box = click_window(click[:3], labels.shape, GROWING_WINDOW)
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segmenter", default="bundled", help="the model whose mask is corrected")
     parser.add_argument("--model", default=None, help="click-refinement checkpoint (default: region growing)")
     parser.add_argument("--oracle", action="store_true",
-                        help="instead of refining, fix each click's whole error region inside the refinement window "
-                             "(the upper bound of any refinement that changes only that window)")
+                        help="instead of refining, fix the error region each click lands in, inside the refinement "
+                             "window (the bound for a click that corrects only its own region there)")
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tta", action="store_true", help="uncertainty order from test-time flips, as in Review")

@@ -1,5 +1,4 @@
-"""BraTS label conventions: classes, evaluation regions and their Dice, colours,
-volumes and clean-ups.
+"""BraTS label conventions: classes, evaluation regions and their Dice, colours, volumes and clean-ups.
 
 The plugin works in the BraTS 2017-2021 convention throughout::
 
@@ -100,7 +99,8 @@ def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def region_dice(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """WT/TC/ET Dice of a label map against the expert's (:func:`mask_dice` on each region)."""
-    return {name: mask_dice(p, t) for name, p, t in zip(REGION_NAMES, regions_from_labels(pred), regions_from_labels(truth))}
+    pairs = zip(REGION_NAMES, regions_from_labels(pred), regions_from_labels(truth))
+    return {name: mask_dice(p, t) for name, p, t in pairs}
 
 
 def voxel_volume_ml(spacing: Sequence[float]) -> float:
