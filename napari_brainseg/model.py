@@ -81,9 +81,12 @@ class ModelInfo:
 
 
 SLICE_ARCH = "monai.UNet-2.5d"
+ENSEMBLE_ARCH = "ensemble"
 ARCHITECTURES = {
     DEFAULT_ARCH: "MONAI UNet on 3-D patches (arch_kwargs: the UNet's arguments)",
     SLICE_ARCH: "MONAI 2-D UNet on axial slices, each with `context` neighbours on either side as channels",
+    ENSEMBLE_ARCH: "networks whose probabilities are averaged (arch_kwargs: in_channels, out_channels and "
+                   "members, each an arch and its arch_kwargs)",
 }
 
 
@@ -102,9 +105,15 @@ def build_network(info: ModelInfo) -> nn.Module:
         )
     from monai.networks.nets import UNet
 
+    from .ensemble_network import Ensemble
     from .slice_network import SliceNetwork
 
     kwargs = dict(info.arch_kwargs)
+    if info.arch == ENSEMBLE_ARCH:
+        shared = {key: kwargs[key] for key in ("in_channels", "out_channels")}
+        return Ensemble([build_network(ModelInfo(model_id=info.model_id, arch=member["arch"],
+                                                 arch_kwargs={**member["arch_kwargs"], **shared}))
+                         for member in kwargs["members"]])
     for key in ("channels", "strides"):
         kwargs[key] = tuple(kwargs[key])
     if info.arch == SLICE_ARCH:

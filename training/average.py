@@ -40,7 +40,7 @@ def _same_network(first: dict, other: dict, name: str) -> None:
         )
 
 
-def _validation_cases(data: Sequence[str | Path], val_ids: Sequence[str]) -> list[CaseFiles]:
+def validation_cases(data: Sequence[str | Path], val_ids: Sequence[str]) -> list[CaseFiles]:
     cases = [c for c in discover_cases(data) if c.case_id in set(val_ids)]
     if not cases:
         raise BratsInputError(
@@ -48,6 +48,16 @@ def _validation_cases(data: Sequence[str | Path], val_ids: Sequence[str]) -> lis
             f"{', '.join(map(str, data))}; give the folder they came from, or average without validating."
         )
     return cases
+
+
+def check_joining(paths: Sequence[str | Path], out: str | Path, what: str) -> Path:
+    """``out`` as a path, once sure that there are checkpoints enough to join and that ``out`` is a new file."""
+    if len(paths) < 2:
+        raise ValueError(f"{what} needs at least two checkpoints, got {len(paths)}.")
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new file name (it is never overwritten).")
+    return out
 
 
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: str | None = None,
@@ -60,11 +70,7 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: s
     cases found there, and those scores become its ``metrics`` (returned per case too); without, its
     ``metrics`` are empty. ``half`` stores fp16 weights.
     """
-    if len(paths) < 2:
-        raise ValueError(f"Averaging needs at least two checkpoints, got {len(paths)}.")
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; choose a new file name (it is never overwritten).")
+    out = check_joining(paths, out, "Averaging")
     payloads = [read_checkpoint(p) for p in paths]
     for path, payload in zip(paths[1:], payloads[1:]):
         _same_network(payloads[0], payload, Path(path).name)
@@ -85,6 +91,6 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: s
     network.load_state_dict(mean)
     rows = []
     if val_data:
-        rows = evaluate_cases(network.eval(), _validation_cases(val_data, info.val_cases), device=device)
+        rows = evaluate_cases(network.eval(), validation_cases(val_data, info.val_cases), device=device)
     info.metrics = {"averaged_checkpoints": len(paths), **mean_scores(rows)} if rows else {}
     return save_checkpoint(out, network, info, half=half), rows

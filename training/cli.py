@@ -1,4 +1,4 @@
-"""The training steps of the ``napari-brainseg`` command: train, finetune, evaluate, average, register.
+"""The training steps of the ``napari-brainseg`` command: train, finetune, evaluate, average, ensemble, register.
 
 A run folder (``--out``) that already holds ``state.pt`` is resumed from its last completed epoch:
 after an interruption, run the same command again. Under ``torchrun`` (``torchrun --nproc_per_node N
@@ -120,14 +120,30 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
                        description="Average the weights of checkpoints of one network (e.g. the last epochs a run "
                                    "kept with --keep-checkpoints) into a new checkpoint.")
     p.add_argument("checkpoints", nargs="+", help="checkpoints of the same network, e.g. RUN_DIR/epochs/model-e0*.pt")
+    _add_joined_checkpoint_options(p, version_from="the last checkpoint's", scored_on="its validation cases")
+    p.set_defaults(func=cmd_average)
+
+
+def _add_joined_checkpoint_options(p: argparse.ArgumentParser, version_from: str, scored_on: str) -> None:
+    """The options of a command that writes one checkpoint made from several: where, version, precision, scoring."""
     p.add_argument("--out", required=True, help="the new checkpoint, never overwritten (required)")
-    p.add_argument("--version", default=None, help="its version (default: the last checkpoint's)")
+    p.add_argument("--version", default=None, help=f"its version (default: {version_from})")
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
     p.add_argument("--data", nargs="+", default=None, metavar="DIR",
-                   help="score the average on its validation cases found here and record the scores in it "
-                        "(default: not scored)")
+                   help=f"score it on {scored_on} found here and record the scores in it (default: not scored)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to score; auto: the best present")
-    p.set_defaults(func=cmd_average)
+
+
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ensemble", help="join segmentation checkpoints into one that averages their probabilities",
+                       description="Join segmentation checkpoints (they may be different networks that read and "
+                                   "write the same) into one ensemble checkpoint: its probabilities are the mean "
+                                   "of theirs, at the cost of one pass of each.")
+    p.add_argument("checkpoints", nargs="+", help="two or more checkpoints written by train, finetune or average")
+    p.add_argument("--model-id", default=None, help="its model id (default: the first checkpoint's + '-ensemble')")
+    _add_joined_checkpoint_options(p, version_from="the first checkpoint's",
+                                   scored_on="the validation cases every member kept out")
+    p.set_defaults(func=cmd_ensemble)
 
 
 def _add_register(sub: argparse._SubParsersAction) -> None:
@@ -162,8 +178,10 @@ def _add_train_refine(sub: argparse._SubParsersAction) -> None:
 
 
 def add_training_commands(sub: argparse._SubParsersAction) -> None:
-    """Add train, finetune, evaluate, average, register and train-refine to a subcommand group, in the loop's order."""
-    for add in (_add_train, _add_finetune, _add_evaluate, _add_average, _add_register, _add_train_refine):
+    """Add train, finetune, evaluate, average, ensemble, register and train-refine to a subcommand group, in the
+    loop's order."""
+    for add in (_add_train, _add_finetune, _add_evaluate, _add_average, _add_ensemble, _add_register,
+                _add_train_refine):
         add(sub)
 
 
@@ -300,6 +318,20 @@ def cmd_average(args: argparse.Namespace) -> int:
         print(format_table(rows))
     else:
         print(f"Score it before use: napari-brainseg evaluate --model {path} --data DIR")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from .ensemble import ensemble_checkpoints
+    from .evaluate import format_table
+
+    path, rows = ensemble_checkpoints(args.checkpoints, args.out, model_id=args.model_id, version=args.version,
+                                      half=args.half, val_data=args.data, device=args.device)
+    print(f"Joined {len(args.checkpoints)} checkpoints into an ensemble: {path}")
+    if rows:
+        print(f"On the {len(rows)} validation case(s) none of them trained on:")
+        print(format_table(rows))
+    print(f"For the ONNX backend (CPU): napari-brainseg export-onnx {path}")
     return 0
 
 

@@ -1,0 +1,127 @@
+"""Ensembles: ``napari-brainseg ensemble`` joins checkpoints of different networks into one checkpoint whose
+probabilities are the mean of theirs, and that every other command takes like a single model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_brainseg.__main__ import main
+from napari_brainseg.inference import segment
+from napari_brainseg.io import load_case
+from napari_brainseg.model import DEFAULT_ARCH_KWARGS, CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
+from napari_brainseg.onnx_export import export_onnx
+from napari_brainseg.onnx_model import load_onnx_model
+from napari_brainseg.refine import refinement_network
+from napari_brainseg.synthetic import write_synthetic_case
+from napari_brainseg.training.ensemble import ensemble_checkpoints
+from napari_brainseg.training.finetune import finetune, finetune_config
+from napari_brainseg.training.train import MODEL_FILE, drive
+
+NARROW = {**DEFAULT_ARCH_KWARGS, "channels": [4, 8], "strides": [2]}
+WIDE = {**DEFAULT_ARCH_KWARGS, "channels": [8, 16, 16], "strides": [2, 2], "num_res_units": 1}
+
+
+def member(folder: Path, name: str, arch_kwargs: dict, seed: int, **info) -> Path:
+    torch.manual_seed(seed)
+    model_info = ModelInfo(model_id=name, version="1.0.0", arch_kwargs=dict(arch_kwargs), **info)
+    return save_checkpoint(folder / f"{name}.pt", build_network(model_info), model_info)
+
+
+@pytest.fixture
+def members(tmp_path) -> list[Path]:
+    """Two different networks, trained on overlapping cases, each holding out different ones."""
+    return [member(tmp_path, "narrow", NARROW, 0, train_cases=["A", "B"], val_cases=["C", "D"]),
+            member(tmp_path, "wide", WIDE, 1, train_cases=["A", "C"], val_cases=["B", "D"])]
+
+
+def test_the_ensemble_s_probabilities_are_the_mean_of_its_members(members, tmp_path):
+    path, rows = ensemble_checkpoints(members, tmp_path / "both.pt", model_id="both", version="2.0.0")
+    ensemble, info = load_model(path)
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.inference_mode():
+        expected = torch.stack([torch.sigmoid(load_model(m)[0](x)) for m in members]).mean(0)
+        got = torch.sigmoid(ensemble(x))
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert (info.model_id, info.version, info.arch, rows) == ("both", "2.0.0", "ensemble", [])
+    assert [m["arch_kwargs"]["channels"] for m in info.arch_kwargs["members"]] == [[4, 8], [8, 16, 16]]
+
+
+def test_it_trained_on_what_any_member_trained_on_and_validates_on_what_none_did(members, tmp_path):
+    info = load_model(ensemble_checkpoints(members, tmp_path / "both.pt")[0])[1]
+    assert info.train_cases == ["A", "B", "C"] and info.val_cases == ["D"]
+    assert info.parent == "narrow + wide" and info.model_id == "narrow-ensemble"
+    assert [m["model_id"] for m in info.training["ensemble"]] == ["narrow", "wide"]
+
+
+def test_half_weights_are_stored_and_segment_as_the_members_rounded_do(members, tmp_path):
+    path, _ = ensemble_checkpoints(members, tmp_path / "half.pt", half=True)
+    stored = torch.load(path, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    assert path.stat().st_size < sum(m.stat().st_size for m in members)
+
+
+def test_the_ensemble_segments_a_case_and_exports_to_onnx(members, tmp_path):
+    write_synthetic_case(tmp_path / "Case_000", "Case_000", shape=(40, 48, 32), seed=3)
+    case = load_case(tmp_path / "Case_000")
+    path, _ = ensemble_checkpoints(members, tmp_path / "both.pt")
+    model, _ = load_model(path)
+    labels = segment(case.image, model, device="cpu").labels
+    assert labels.shape == case.image.shape[1:] and set(np.unique(labels)) <= {0, 1, 2, 4}
+    onnx_path, difference = export_onnx(path)
+    assert onnx_path == path.with_suffix(".onnx") and difference < 1e-3
+    assert load_onnx_model(path).info.arch == "ensemble"
+
+
+def test_an_ensemble_is_fine_tuned_as_one_model(members, tmp_path):
+    data = tmp_path / "data"
+    for seed in range(2):
+        write_synthetic_case(data / f"Case_{seed}", f"Case_{seed}", shape=(40, 48, 32), seed=seed)
+    base, _ = ensemble_checkpoints(members, tmp_path / "both.pt")
+    cfg = finetune_config(base=str(base), data=[str(data)], out=str(tmp_path / "ft"), epochs=1, steps_per_epoch=1,
+                          patch_size=(32, 32, 32), device="cpu")
+    drive(finetune(cfg))
+    tuned, info = load_model(tmp_path / "ft" / MODEL_FILE)
+    assert info.arch == "ensemble" and len(tuned.members) == 2
+
+
+def test_a_click_network_can_start_from_an_ensemble(members, tmp_path):
+    base, _ = ensemble_checkpoints(members, tmp_path / "both.pt")
+    network, info = refinement_network(base)
+    x = torch.randn(1, 4, 32, 32, 32)
+    guided = torch.cat([x, torch.rand(1, info.arch_kwargs["in_channels"] - 4, 32, 32, 32)], 1)
+    with torch.inference_mode():
+        assert torch.allclose(network(guided), load_model(base)[0](x), atol=1e-5), "new channels start at zero"
+
+
+def test_models_that_read_differently_cannot_be_joined(tmp_path):
+    first = member(tmp_path, "four", NARROW, 0)
+    other = member(tmp_path, "three", {**NARROW, "in_channels": 3}, 0, channels=["flair", "t1ce", "t2"])
+    with pytest.raises(CheckpointError, match=r"three\.pt \(three\) differs from the first model \(four\) in its "
+                                              r"channels"):
+        ensemble_checkpoints([first, other], tmp_path / "both.pt")
+    assert not (tmp_path / "both.pt").exists()
+
+
+def test_one_checkpoint_or_an_existing_file_is_refused(members, tmp_path):
+    with pytest.raises(ValueError, match="at least two checkpoints, got 1"):
+        ensemble_checkpoints(members[:1], tmp_path / "one.pt")
+    taken = tmp_path / "taken.pt"
+    taken.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        ensemble_checkpoints(members, taken)
+    assert taken.read_bytes() == b"keep me"
+
+
+def test_the_command_joins_them_and_says_how_to_export(members, tmp_path):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["ensemble", *map(str, members), "--out", str(tmp_path / "both.pt"), "--version", "3.0.0"]) == 0
+    assert f"Joined 2 checkpoints into an ensemble: {tmp_path / 'both.pt'}" in out.getvalue()
+    assert "napari-brainseg export-onnx" in out.getvalue()
+    assert load_model(tmp_path / "both.pt")[1].version == "3.0.0"
