@@ -10,7 +10,7 @@ Usage (not run as a doctest: it needs real data or writes files)::
 
     loaded = load_for_inference("bundled")
     loaded.backend, loaded.device, loaded.info.model_id
-    ('onnx', 'cpu', 'brainseg-unet3d-brats2018')
+    ('onnx', 'cpu', 'brainseg-unet3d16-brats2018')
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Usage (not run as a doctest: it needs real data or writes files)::
 
     model = load_onnx_model("bundled")
     model.info.model_id, model.window, model.precision
-    ('brainseg-unet3d-brats2018', (96, 96, 96), 'fp16')
+    ('brainseg-unet3d16-brats2018', (96, 96, 96), 'fp16')
     logits = model(batch_of_windows)  # (B, 4, 96, 96, 96) float32 -> (B, 3, 96, 96, 96)
 """
 
