@@ -112,12 +112,13 @@ def slice_orders(start: np.ndarray, truth: np.ndarray, uncertainty: np.ndarray, 
     }
 
 
-def segmentation(image: np.ndarray, segmenter, tta: bool, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """The segmenter's labels and voxel doubt (kept in ``cache`` when given, for reruns)."""
+def segmentation(image: np.ndarray, segmenter, thresholds: list[float], tta: bool,
+                 cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The segmenter's labels (at its ``thresholds``) and voxel doubt (kept in ``cache`` when given, for reruns)."""
     if cache is not None and cache.exists():
         saved = np.load(cache)
         return saved["labels"], saved["doubt"]
-    result = segment(image, segmenter, "cpu", tta=tta)
+    result = segment(image, segmenter, "cpu", tta=tta, threshold=thresholds)
     doubt = result.uncertainty if tta else np.minimum(result.probabilities, 1 - result.probabilities).max(axis=0)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -125,11 +126,11 @@ def segmentation(image: np.ndarray, segmenter, tta: bool, cache: Path | None) ->
     return result.labels, doubt
 
 
-def run_case(case_dir: Path, segmenter, n_clicks: int, model: str | None, tta: bool, cache: Path | None,
+def run_case(case_dir: Path, segmenter, thresholds: list[float], n_clicks: int, model: str | None, tta: bool, cache: Path | None,
              oracle: bool = False) -> dict:
     case = load_case(case_dir)
     brain = np.any(case.image != 0, axis=0)
-    labels, doubt = segmentation(case.image, segmenter, tta, cache)
+    labels, doubt = segmentation(case.image, segmenter, thresholds, tta, cache)
     session = click_session(case.image, labels, case.seg, brain, n_clicks, model, oracle)
     repaint = {}
     for name, order in slice_orders(labels, case.seg, doubt.astype(np.float32), brain).items():
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     for case_id in cases:
         cache = args.cache / f"{info.model_id}-{info.version}-{case_id}{'-tta' if args.tta else ''}.npz" \
             if args.cache else None
-        rows.append(run_case(args.data / case_id, segmenter, args.clicks, args.model, args.tta, cache, args.oracle))
+        rows.append(run_case(args.data / case_id, segmenter, info.thresholds, args.clicks, args.model, args.tta, cache,
+                             args.oracle))
         row = rows[-1]
         print(f"{case_id}: WT {row['dice'][0]['WT']:.3f} -> {row['dice'][-1]['WT']:.3f} after {args.clicks} clicks",
               flush=True)

@@ -1,4 +1,4 @@
-"""Choose the post-processing on validation cases: threshold, minor-component clean-up, nnU-Net's small-ET rule.
+"""Choose the post-processing on validation cases: thresholds, minor-component clean-up, nnU-Net's small-ET rule.
 
 Each model runs once per case (default window, no clean-up; with several models their probabilities are
 averaged, as an ensemble would); every combination of the options below is then applied to the probabilities and
@@ -28,7 +28,8 @@ from napari_brainseg.training.data import discover_cases, read_split
 from napari_brainseg.training.evaluate import mean_scores, region_scores
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2018"
-THRESHOLDS = (0.4, 0.5)
+THRESHOLDS = ((0.5, 0.5, 0.5), (0.4, 0.4, 0.4), (0.4, 0.5, 0.5), (0.3, 0.5, 0.5), (0.25, 0.5, 0.5), (0.2, 0.5, 0.5))
+"""WT/TC/ET thresholds tried: one for every region, or a lower one for the whole tumour only."""
 CLEANUPS = (0.0, 0.1, 0.3)
 ET_MIN_VOXELS = (0, 500)
 
@@ -79,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     ranked = sorted(summary.items(), key=lambda kv: -np.mean([kv[1][f"Dice_{r}"] for r in ("WT", "TC", "ET")]))
     metrics = list(ranked[0][1])
     print(f"{' + '.join(args.model)} on {len(cases)} validation case(s)")
-    print("threshold cleanup et_min " + "".join(m.rjust(9) for m in metrics))
+    print("WT/TC/ET thresholds cleanup et_min " + "".join(m.rjust(9) for m in metrics))
     for (threshold, cleanup, et_min), values in ranked:
-        print(f"{threshold:9.2f} {cleanup:7.0%} {et_min:6d} " + "".join(f"{values[m]:9.3f}" for m in metrics))
+        print(f"{'/'.join(f'{t:.2f}' for t in threshold):>18} {cleanup:7.0%} {et_min:6d} "
+              + "".join(f"{values[m]:9.3f}" for m in metrics))
     if args.json:
-        table = [{"threshold": k[0], "cleanup": k[1], "et_min_voxels": k[2], **v, "per_case": rows[k]}
+        table = [{"thresholds": list(k[0]), "cleanup": k[1], "et_min_voxels": k[2], **v, "per_case": rows[k]}
                  for k, v in ranked]
         args.json.write_text(json.dumps({"models": args.model, "cases": [c.case_id for c in cases],
                                          "table": table}, indent=2) + "\n")

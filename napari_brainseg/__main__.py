@@ -41,6 +41,7 @@ from .training.cli import MODEL_HELP, add_training_commands
 if TYPE_CHECKING:
     import nibabel as nib
 
+    from .backend import LoadedModel
     from .io import CaseFiles, LoadedCase
 
 OUTPUT_EXTENSIONS = (".nii.gz", ".nii")
@@ -217,12 +218,13 @@ def write_nifti_atomic(image: nib.Nifti1Image, path: Path, overwrite: bool) -> N
         ) from None
 
 
-def _segment_one(case: LoadedCase, output: Path, model, device, args: argparse.Namespace) -> None:
+def _segment_one(case: LoadedCase, output: Path, loaded: LoadedModel, args: argparse.Namespace) -> None:
     from .inference import segment
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        result = segment(case.image, model, device=device, tta=args.tta)
+        result = segment(case.image, loaded.model, device=loaded.device, tta=args.tta,
+                         threshold=loaded.info.thresholds)
     for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
         print(f"warning: {case.case_id}: {message}", file=sys.stderr)
     write_nifti_atomic(case.geometry.to_nifti(result.labels), output, args.overwrite)
@@ -248,8 +250,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 loaded = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
             for warning in caught:
                 print(f"warning: {warning.message}", file=sys.stderr)
-            model, info, device = loaded.model, loaded.info, loaded.device
-            print(f"Model {info.model_id} (version {info.version}) on {device} ({loaded.backend})", file=sys.stderr)
+            info = loaded.info
+            print(f"Model {info.model_id} (version {info.version}) on {loaded.device} ({loaded.backend})",
+                  file=sys.stderr)
             for i, (files, output) in enumerate(zip(cases, outputs), start=1):
                 if i < len(cases):
                     loads.append(reader.submit(load_case, cases[i], with_seg=False))
@@ -257,7 +260,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{tag}: segmenting...", file=sys.stderr, flush=True)
                 start = time.perf_counter()
                 try:
-                    _segment_one(loads[i - 1].result(), output, model, device, args)
+                    _segment_one(loads[i - 1].result(), output, loaded, args)
                 except (ValueError, RuntimeError, OSError, MemoryError) as err:
                     failed += 1
                     print(f"error: {tag}: {err}", file=sys.stderr)
@@ -302,12 +305,12 @@ def predict_study(args: argparse.Namespace) -> int:
     from .registry import resolve_model
 
     runner = load_for_inference(resolve_model(args.model), args.backend, args.device, args.tta)
-    model, info, device = runner.model, runner.info, runner.device
-    print(f"Model {info.model_id} (version {info.version}) on {device} ({runner.backend}): segmenting...",
+    info = runner.info
+    print(f"Model {info.model_id} (version {info.version}) on {runner.device} ({runner.backend}): segmenting...",
           file=sys.stderr, flush=True)
     start = time.perf_counter()
     seg_path = folder / f"{case_id}{SEG_SUFFIX}"
-    _segment_one(loaded, seg_path, model, device, args)
+    _segment_one(loaded, seg_path, runner, args)
     import nibabel as nib
 
     native_path = folder / f"{case_id}{NATIVE_SEG_SUFFIX}"

@@ -69,6 +69,19 @@ MIN_COMPONENT_FRACTION = 0.3
 ``benchmarks/postprocess.py``; see weights/MODEL_CARD.md)."""
 MIN_ENHANCING_VOXELS = 0
 """Default small-ET rule: an enhancing tumour of fewer voxels than this in all becomes NCR/NET (0: off)."""
+Thresholds = float | Sequence[float]
+"""A probability threshold for every region, or one each for WT, TC and ET (a model's own:
+:attr:`~napari_brainseg.model.ModelInfo.thresholds`)."""
+
+
+def region_thresholds(threshold: Thresholds) -> np.ndarray:
+    """``threshold`` as a (3, 1, 1, 1) array that broadcasts over (3, Z, Y, X) WT/TC/ET probabilities."""
+    values = np.asarray(threshold, dtype=np.float64).reshape(-1)
+    if values.size not in (1, 3) or not ((values > 0) & (values < 1)).all():
+        raise ValueError(f"Thresholds must be one probability, or one each for WT, TC and ET, each between 0 and 1 "
+                         f"(exclusive); got {threshold!r}.")
+    return np.broadcast_to(values, (3,)).reshape(3, 1, 1, 1).astype(np.float32)
+
 
 @dataclass
 class Segmentation:
@@ -179,15 +192,17 @@ def _run_with_cpu_fallback(run: Callable[[torch.device], object], device: torch.
     return result, False
 
 
-def labels_from_probabilities(probabilities: np.ndarray, brain: np.ndarray, threshold: float = 0.5,
+def labels_from_probabilities(probabilities: np.ndarray, brain: np.ndarray, threshold: Thresholds = 0.5,
                               min_component_fraction: float = MIN_COMPONENT_FRACTION,
                               min_enhancing_voxels: int = MIN_ENHANCING_VOXELS) -> np.ndarray:
     """BraTS labels from (3, Z, Y, X) WT/TC/ET probabilities: threshold inside the brain, then the clean-ups.
 
+    A region takes the voxels whose probability is above its threshold (:func:`region_thresholds`).
+
     Tumour components smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all); then an
     enhancing tumour of fewer than ``min_enhancing_voxels`` voxels in all becomes NCR/NET (0: off).
     """
-    labels = labels_from_regions((probabilities > threshold) & brain)
+    labels = labels_from_regions((probabilities > region_thresholds(threshold)) & brain)
     if min_component_fraction > 0:
         labels[minor_components(labels, min_component_fraction)] = BACKGROUND
     if min_enhancing_voxels > 0:
@@ -202,7 +217,7 @@ def segment(
     roi_size: Sequence[int] | str | None = AUTO,
     overlap: float | None = None,
     tta: bool = False,
-    threshold: float = 0.5,
+    threshold: Thresholds = 0.5,
     min_component_fraction: float = MIN_COMPONENT_FRACTION,
     min_enhancing_voxels: int = MIN_ENHANCING_VOXELS,
     progress: ProgressCallback | None = None,
@@ -212,7 +227,8 @@ def segment(
 
     ``model`` is a torch network or an ONNX export (CPU only, no ``tta``). ``roi_size`` is a sliding window,
     ``None`` one pass over the brain box, and ``"auto"`` the model's own choice (:func:`default_window`);
-    ``overlap`` ``None`` is the model's own (an export's metadata, else 0.25). Tumour components
+    ``overlap`` ``None`` is the model's own (an export's metadata, else 0.25). ``threshold`` is one probability
+    for every region or one each for WT, TC and ET: pass the model's own (``info.thresholds``). Tumour components
     smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all), and an enhancing tumour
     of fewer than ``min_enhancing_voxels`` voxels becomes NCR/NET (see :func:`labels_from_probabilities`).
     ``progress`` and ``should_stop`` report and cancel by batches of windows (:func:`predict_regions`).

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,10 @@ DEFAULT_ARCH_KWARGS: dict[str, Any] = {
 }
 
 
+OUTPUT = "sigmoid regions WT, TC, ET, each over its `thresholds` value; decoded ET->4, TC-ET->1, WT-TC->2"
+"""How a network's output becomes labels (checkpoints before per-region thresholds say "threshold 0.5")."""
+
+
 class CheckpointError(ValueError):
     """A file that is not a usable napari-brainseg checkpoint."""
 
@@ -59,7 +64,10 @@ class ModelInfo:
     arch_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCH_KWARGS))
     channels: list[str] = field(default_factory=lambda: list(MODALITIES))
     normalisation: str = "z-score per channel over brain (non-zero) voxels, background 0"
-    output: str = "sigmoid regions WT, TC, ET (threshold 0.5); decoded ET->4, TC-ET->1, WT-TC->2"
+    output: str = OUTPUT
+    thresholds: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    """The probability over which a voxel is in WT, TC and ET: 0.5 unless chosen on validation cases
+    (``benchmarks/postprocess.py``; recorded by ``average`` or ``ensemble --thresholds``)."""
     labels: dict[str, int] = field(default_factory=lambda: {"NCR/NET": 1, "oedema": 2, "enhancing": 4})
     orientation: str = "display axes (S, P, L): axis 0 inferior->superior"
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
@@ -74,6 +82,11 @@ class ModelInfo:
     """What the network does: ``segmentation``, or ``click-refinement`` (see :mod:`napari_brainseg.refine`)."""
     guidance: dict[str, Any] | None = None
     """For a click-refinement model: the guidance encoding its extra input channels expect."""
+
+    def set_thresholds(self, thresholds: Sequence[float]) -> None:
+        """Record region thresholds chosen on validation, and describe the output by them."""
+        self.thresholds = [float(t) for t in thresholds]
+        self.output = OUTPUT
 
     @property
     def n_parameters(self) -> int:

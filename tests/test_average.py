@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
 from napari_brainseg.__main__ import main
+from napari_brainseg.backend import load_for_inference
 from napari_brainseg.inference import segment
 from napari_brainseg.io import BratsInputError, find_case, load_case
 from napari_brainseg.model import CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
@@ -104,3 +106,48 @@ def test_the_cli_writes_fp16_weights_and_never_overwrites(kept_run, tmp_path, ca
     assert main(["average", *kept, "--out", str(out)]) != 0
     assert "already exists" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_thresholds_chosen_on_validation_go_into_the_checkpoint_and_predict_applies_them(kept_run, tmp_path,
+                                                                                        backend, capsys):
+    """``predict`` (and the Segment widget) give what ``segment`` gives at the checkpoint's own thresholds: a low
+    one takes far more of the brain into the tumour than a high one."""
+    kept = [str(p) for p in sorted((kept_run / "run" / "epochs").iterdir())]
+    case = load_case(kept_run / "data" / "Case_0")
+    tumour = {}
+    for name, value in (("low", 0.01), ("high", 0.99)):
+        path = tmp_path / f"{name}.pt"
+        assert main(["average", *kept, "--out", str(path), "--thresholds", *[str(value)] * 3]) == 0
+        info = load_model(path)[1]
+        assert info.thresholds == [value] * 3 and "each over its `thresholds` value" in info.output
+        out = tmp_path / f"{name}.nii.gz"
+        assert main(["predict", str(kept_run / "data" / "Case_0"), "--output", str(out), "--model", str(path),
+                     "--backend", backend]) == 0
+        written = np.asarray(nib.load(out).dataobj)
+        loaded = load_for_inference(path, backend, "cpu")
+        expected = segment(case.image, loaded.model, device="cpu", threshold=[value] * 3).labels
+        np.testing.assert_array_equal(written, np.asarray(case.geometry.to_nifti(expected).dataobj))
+        if backend == "onnx":  # the Segment widget's job, which runs the CPU default
+            from napari_brainseg._widgets.segment import load_and_segment
+
+            result, _ = load_and_segment(case.image, path, "cpu", False, lambda _: None, lambda: False)
+            np.testing.assert_array_equal(result.labels, expected)
+        tumour[name] = np.count_nonzero(written)
+    assert tumour["low"] > 2 * tumour["high"]
+    capsys.readouterr()
+
+
+def test_the_average_keeps_the_last_checkpoint_s_thresholds_unless_told(kept_run, tmp_path):
+    kept = sorted((kept_run / "run" / "epochs").iterdir())
+    out, _ = average_checkpoints(kept, tmp_path / "avg.pt")
+    assert load_model(out)[1].thresholds == load_model(kept[-1])[1].thresholds == [0.5, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("values", [["0.3", "1.5", "0.5"], ["0", "0.5", "0.5"]])
+def test_thresholds_outside_0_to_1_are_refused_before_anything_is_written(kept_run, tmp_path, capsys, values):
+    kept = [str(p) for p in sorted((kept_run / "run" / "epochs").iterdir())]
+    out = tmp_path / "avg.pt"
+    assert main(["average", *kept, "--out", str(out), "--thresholds", *values]) != 0
+    assert "each between 0 and 1" in capsys.readouterr().err
+    assert not out.exists()

@@ -193,6 +193,14 @@ def test_normalise_z_scores_each_channel_over_the_brain_and_keeps_background_zer
         assert channel[brain].std() == pytest.approx(1, abs=1e-3)
 
 
+@pytest.mark.parametrize("threshold", [(0.5, 0.5), (0.3, 0.5, 1.0), 0.0, (0.5, 0.5, 0.5, 0.5)],
+                         ids=["two", "one at 1", "zero", "four"])
+def test_thresholds_that_are_not_one_probability_or_one_per_region_are_refused(threshold):
+    probabilities = np.full((3, 4, 4, 4), 0.6, dtype=np.float32)
+    with pytest.raises(ValueError, match="one each for WT, TC and ET, each between 0 and 1"):
+        inference.labels_from_probabilities(probabilities, np.ones((4, 4, 4), dtype=bool), threshold)
+
+
 def test_labels_from_probabilities_relabels_a_small_enhancing_tumour_as_core_only_when_asked():
     probabilities = np.zeros((3, 6, 6, 6), dtype=np.float32)
     probabilities[0, 1:5, 1:5, 1:5] = 0.9  # WT: 64 voxels

@@ -253,6 +253,19 @@ def test_the_threshold_applies_to_every_region(segment_with, case, threshold, wt
     assert (labels[4:10, 11:19, 15] == wt_slab).all(), "WT 0.55"
 
 
+@pytest.mark.parametrize("thresholds, wt_below, tc_below, et_below", [((0.4, 0.5, 0.5), 2, 2, 1), ((0.5, 0.4, 0.4), 0, 1, 4)],
+                         ids=["WT lower", "TC and ET lower"])
+def test_each_region_can_have_its_own_threshold(segment_with, case, thresholds, wt_below, tc_below, et_below):
+    """Probabilities of 0.45 pass a threshold of 0.4 in their own region only."""
+    image, tissue, expected, codes = case
+    labels = segment_with(StubNetwork(codes), image, threshold=thresholds).labels
+    assert (labels[tissue == "wt_below"] == wt_below).all(), "WT 0.45"
+    assert (labels[tissue == "tc_below"] == tc_below).all(), "TC 0.45"
+    assert (labels[tissue == "et_below"] == et_below).all(), "ET 0.45"
+    clear = ~np.isin(tissue, ["wt_below", "wt_at", "tc_below", "et_below"])
+    np.testing.assert_array_equal(labels[clear], expected[clear])
+
+
 def test_a_stub_that_sees_the_mirror_image_differently_is_averaged_over_the_four_orientations(segment_with, case):
     """Only the x-mirrored pass adds 3.5 to the WT logit: averaged, the 0.45 and 0.5 slabs rise over 0.5, the brain
     does not."""

@@ -156,3 +156,9 @@ def test_missing_bundled_weights_are_reported(tmp_path, monkeypatch):
 def test_info_from_a_newer_version_ignores_keys_it_does_not_know():
     raw = {**asdict(tiny_info()), "added_in_a_later_version": 42}
     assert info_from_dict(raw) == tiny_info(created=raw["created"])
+
+
+def test_a_checkpoint_from_before_per_region_thresholds_reads_as_0_5_each():
+    raw = asdict(tiny_info())
+    del raw["thresholds"]
+    assert info_from_dict(raw).thresholds == [0.5, 0.5, 0.5]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from napari_brainseg.inference import region_thresholds
 from napari_brainseg.io import BratsInputError, CaseFiles
 from napari_brainseg.model import CheckpointError, build_network, info_from_dict, read_checkpoint, save_checkpoint
 
@@ -50,10 +51,14 @@ def validation_cases(data: Sequence[str | Path], val_ids: Sequence[str]) -> list
     return cases
 
 
-def check_joining(paths: Sequence[str | Path], out: str | Path, what: str) -> Path:
-    """``out`` as a path, once sure that there are checkpoints enough to join and that ``out`` is a new file."""
+def check_joining(paths: Sequence[str | Path], out: str | Path, what: str,
+                  thresholds: Sequence[float] | None = None) -> Path:
+    """``out`` as a path, once sure that there are checkpoints enough to join, that ``thresholds`` (if any) are
+    usable and that ``out`` is a new file."""
     if len(paths) < 2:
         raise ValueError(f"{what} needs at least two checkpoints, got {len(paths)}.")
+    if thresholds is not None:
+        region_thresholds(thresholds)
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new file name (it is never overwritten).")
@@ -62,15 +67,16 @@ def check_joining(paths: Sequence[str | Path], out: str | Path, what: str) -> Pa
 
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: str | None = None,
                         half: bool = False, val_data: Sequence[str | Path] | None = None,
-                        device: str = "cpu") -> tuple[Path, list[dict]]:
-    """Write the mean of the checkpoints' weights to ``out``, described by the last checkpoint's info.
+                        device: str = "cpu", thresholds: Sequence[float] | None = None) -> tuple[Path, list[dict]]:
+    """Write the mean of the checkpoints' weights to ``out``, described by the last checkpoint's info
+    (with ``thresholds``, when given, as its :attr:`~napari_brainseg.model.ModelInfo.thresholds`).
 
     The new checkpoint records the files it averages (``training["averaged"]``). The last checkpoint's
     scores are not the average's: with ``val_data`` the average is scored on the model's own validation
     cases found there, and those scores become its ``metrics`` (returned per case too); without, its
     ``metrics`` are empty. ``half`` stores fp16 weights.
     """
-    out = check_joining(paths, out, "Averaging")
+    out = check_joining(paths, out, "Averaging", thresholds)
     payloads = [read_checkpoint(p) for p in paths]
     for path, payload in zip(paths[1:], payloads[1:]):
         _same_network(payloads[0], payload, Path(path).name)
@@ -87,10 +93,13 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: s
     info.training = {**info.training, "averaged": [str(p) for p in paths]}
     if version:
         info.version = version
+    if thresholds:
+        info.set_thresholds(thresholds)
     network = build_network(info)
     network.load_state_dict(mean)
     rows = []
     if val_data:
-        rows = evaluate_cases(network.eval(), validation_cases(val_data, info.val_cases), device=device)
+        rows = evaluate_cases(network.eval(), validation_cases(val_data, info.val_cases), device=device,
+                              threshold=info.thresholds)
     info.metrics = {"averaged_checkpoints": len(paths), **mean_scores(rows)} if rows else {}
     return save_checkpoint(out, network, info, half=half), rows

@@ -120,15 +120,21 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
                        description="Average the weights of checkpoints of one network (e.g. the last epochs a run "
                                    "kept with --keep-checkpoints) into a new checkpoint.")
     p.add_argument("checkpoints", nargs="+", help="checkpoints of the same network, e.g. RUN_DIR/epochs/model-e0*.pt")
-    _add_joined_checkpoint_options(p, version_from="the last checkpoint's", scored_on="its validation cases")
+    _add_joined_checkpoint_options(p, version_from="the last checkpoint's", scored_on="its validation cases",
+                                   thresholds_from="the last checkpoint's")
     p.set_defaults(func=cmd_average)
 
 
-def _add_joined_checkpoint_options(p: argparse.ArgumentParser, version_from: str, scored_on: str) -> None:
-    """The options of a command that writes one checkpoint made from several: where, version, precision, scoring."""
+def _add_joined_checkpoint_options(p: argparse.ArgumentParser, version_from: str, scored_on: str,
+                                   thresholds_from: str) -> None:
+    """The options of a command that writes one checkpoint made from several: where, version, precision,
+    thresholds, scoring."""
     p.add_argument("--out", required=True, help="the new checkpoint, never overwritten (required)")
     p.add_argument("--version", default=None, help=f"its version (default: {version_from})")
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
+    p.add_argument("--thresholds", type=float, nargs=3, default=None, metavar=("WT", "TC", "ET"),
+                   help="the probability over which a voxel is in each region, as chosen on validation cases with "
+                        f"benchmarks/postprocess.py (default: {thresholds_from})")
     p.add_argument("--data", nargs="+", default=None, metavar="DIR",
                    help=f"score it on {scored_on} found here and record the scores in it (default: not scored)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to score; auto: the best present")
@@ -142,7 +148,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs="+", help="two or more checkpoints written by train, finetune or average")
     p.add_argument("--model-id", default=None, help="its model id (default: the first checkpoint's + '-ensemble')")
     _add_joined_checkpoint_options(p, version_from="the first checkpoint's",
-                                   scored_on="the validation cases every member kept out")
+                                   scored_on="the validation cases every member kept out", thresholds_from="0.5 each")
     p.set_defaults(func=cmd_ensemble)
 
 
@@ -297,6 +303,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     roi = None if args.one_pass else (args.roi_size or AUTO)
     rows = evaluate_cases(loaded.model, cases, device=loaded.device, tta=args.tta, roi_size=roi,
+                          threshold=info.thresholds,
                           progress=lambda p: print(f"[{p.done}/{p.total}] {p.note}", file=sys.stderr))
     print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s), {loaded.backend} on "
           f"{loaded.device}:")
@@ -311,7 +318,7 @@ def cmd_average(args: argparse.Namespace) -> int:
     from .evaluate import format_table
 
     path, rows = average_checkpoints(args.checkpoints, args.out, version=args.version, half=args.half,
-                                     val_data=args.data, device=args.device)
+                                     val_data=args.data, device=args.device, thresholds=args.thresholds)
     print(f"Averaged the weights of {len(args.checkpoints)} checkpoints: {path}")
     if rows:
         print(f"On its {len(rows)} validation case(s):")
@@ -326,7 +333,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from .evaluate import format_table
 
     path, rows = ensemble_checkpoints(args.checkpoints, args.out, model_id=args.model_id, version=args.version,
-                                      half=args.half, val_data=args.data, device=args.device)
+                                      half=args.half, val_data=args.data, device=args.device,
+                                      thresholds=args.thresholds)
     print(f"Joined {len(args.checkpoints)} checkpoints into an ensemble: {path}")
     if rows:
         print(f"On the {len(rows)} validation case(s) none of them trained on:")

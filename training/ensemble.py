@@ -68,17 +68,21 @@ def ensemble_info(infos: Sequence[ModelInfo], paths: Sequence[str | Path], model
 
 def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id: str | None = None,
                          version: str | None = None, half: bool = False,
-                         val_data: Sequence[str | Path] | None = None, device: str = "cpu") -> tuple[Path, list[dict]]:
-    """Write the ensemble of the checkpoints ``paths`` to ``out`` (never overwritten).
+                         val_data: Sequence[str | Path] | None = None, device: str = "cpu",
+                         thresholds: Sequence[float] | None = None) -> tuple[Path, list[dict]]:
+    """Write the ensemble of the checkpoints ``paths`` to ``out`` (never overwritten), with ``thresholds`` (default
+    0.5 each) as its :attr:`~napari_brainseg.model.ModelInfo.thresholds`.
 
     With ``val_data`` it is scored on its validation cases found there (see :func:`ensemble_info`), and those
     scores become its ``metrics`` (returned per case too). ``half`` stores fp16 weights, and scores them as stored.
     """
-    out = check_joining(paths, out, "An ensemble")
+    out = check_joining(paths, out, "An ensemble", thresholds)
     loaded = [load_model(path) for path in paths]
     for path, (_, info) in zip(paths[1:], loaded[1:]):
         _check_compatible(loaded[0][1], info, Path(path).name)
     info = ensemble_info([i for _, i in loaded], paths, model_id, version)
+    if thresholds:
+        info.set_thresholds(thresholds)
     network = build_network(info)
     with torch.no_grad():
         for member, (model, _) in zip(network.members, loaded):
@@ -89,6 +93,7 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
                         value.copy_(value.half().float())
     rows = []
     if val_data:
-        rows = evaluate_cases(network.eval(), validation_cases(val_data, info.val_cases), device=device)
+        rows = evaluate_cases(network.eval(), validation_cases(val_data, info.val_cases), device=device,
+                              threshold=info.thresholds)
     info.metrics = mean_scores(rows) if rows else {}
     return save_checkpoint(out, network, info, half=half), rows

@@ -338,7 +338,8 @@ class Trainer:
         last = self.epoch * self.cfg.steps_per_epoch >= self.cfg.total_steps
         if self.rank == 0 and self.val_cases and (self.epoch % self.cfg.val_every == 0 or last):
             self.model.eval()
-            self.val_rows = yield from evaluate_steps(self.model, self.val_cases, device=self.device, stage="validate")
+            self.val_rows = yield from evaluate_steps(self.model, self.val_cases, device=self.device,
+                                                      threshold=self.info.thresholds, stage="validate")
             entry["val"] = mean_scores(self.val_rows)
             self.model.train()
         if self.rank == 0:

@@ -51,7 +51,8 @@ def load_and_segment(
     loaded = load_for_inference(checkpoint, device=device, tta=tta)
     if should_stop():
         raise Cancelled("Segmentation cancelled while the model loaded.")
-    result = segment(image, loaded.model, loaded.device, tta=tta, progress=progress, should_stop=should_stop)
+    result = segment(image, loaded.model, loaded.device, tta=tta, threshold=loaded.info.thresholds,
+                     progress=progress, should_stop=should_stop)
     return result, loaded.info
 
 
