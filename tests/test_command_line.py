@@ -5,6 +5,7 @@ cases it was trained on."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -14,9 +15,18 @@ import pytest
 import torch
 
 from napari_brainseg.__main__ import HelpFormatter, build_parser, main
-from napari_brainseg.model import DEFAULT_ARCH_KWARGS, ModelInfo, build_network, read_checkpoint, save_checkpoint
+from napari_brainseg.io import find_case
+from napari_brainseg.model import (
+    DEFAULT_ARCH_KWARGS,
+    ModelInfo,
+    build_network,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from napari_brainseg.registry import ENV_VAR, register_model
 from napari_brainseg.synthetic import write_synthetic_case
+from napari_brainseg.training.evaluate import evaluate_cases
 from napari_brainseg.training.train import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -174,3 +184,21 @@ def test_models_lists_the_bundled_and_registered_models_and_the_unusable_ones(tm
     assert lines[0].startswith("bundled: ") and "read-only" in lines[0]
     assert lines[1].startswith("kept: site-model version 0.0.1")
     assert [line for line in lines if line.startswith("unusable:") and "'gone'" in line]
+
+
+def test_evaluate_scores_each_case_at_the_checkpoint_s_thresholds(data_dir, tmp_path):
+    network, info = load_model(make_checkpoint(tmp_path / "a.pt"))
+    info.set_thresholds([0.05, 0.05, 0.05])
+    low = save_checkpoint(tmp_path / "low.pt", network, info)
+    report = tmp_path / "scores.json"
+    assert main(["evaluate", "--model", str(low), "--data", str(data_dir), "--device", "cpu", "--backend", "torch",
+                 "--report", str(report)]) == 0
+    written = json.loads(report.read_text())["cases"]
+    cases = [find_case(data_dir / c) for c in CASE_IDS]
+    at_own = evaluate_cases(network, cases, threshold=info.thresholds)
+    at_half = evaluate_cases(network, cases)
+    assert [r["Dice_WT"] for r in at_own] != [r["Dice_WT"] for r in at_half], "the thresholds matter here"
+    for got, want in zip(written, at_own):
+        assert got["case_id"] == want["case_id"]
+        regions = [f"Dice_{r}" for r in ("WT", "TC", "ET")]
+        assert [got[k] for k in regions] == pytest.approx([want[k] for k in regions])

@@ -125,3 +125,10 @@ def test_the_command_joins_them_and_says_how_to_export(members, tmp_path):
     assert f"Joined 2 checkpoints into an ensemble: {tmp_path / 'both.pt'}" in out.getvalue()
     assert "napari-brainseg export-onnx" in out.getvalue()
     assert load_model(tmp_path / "both.pt")[1].version == "3.0.0"
+
+
+def test_the_ensemble_records_the_thresholds_it_is_given_else_0_5_each(members, tmp_path):
+    assert load_model(ensemble_checkpoints(members, tmp_path / "plain.pt")[0])[1].thresholds == [0.5, 0.5, 0.5]
+    path, _ = ensemble_checkpoints(members, tmp_path / "set.pt", thresholds=[0.4, 0.5, 0.5])
+    info = load_model(path)[1]
+    assert info.thresholds == [0.4, 0.5, 0.5] and "each over its `thresholds` value" in info.output

@@ -15,9 +15,10 @@ import torch
 
 from napari_brainseg.__main__ import main
 from napari_brainseg.export import SIDECAR_NAME
-from napari_brainseg.model import load_model, read_checkpoint
+from napari_brainseg.io import find_case
+from napari_brainseg.model import load_model, read_checkpoint, save_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
-from napari_brainseg.training.evaluate import compare_scores, format_comparison
+from napari_brainseg.training.evaluate import compare_scores, evaluate_cases, format_comparison
 from napari_brainseg.training.finetune import REPORT_FILE, child_version, finetune, finetune_config
 from napari_brainseg.training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, drive
 
@@ -186,3 +187,23 @@ def test_a_base_that_is_not_a_checkpoint_is_refused_before_training(datasets, tm
     assert code == 1
     assert "not a napari-brainseg checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fine_tune_keeps_its_base_s_thresholds_and_compares_both_models_at_them(tiny_checkpoint, datasets,
+                                                                                     tmp_path):
+    network, info = load_model(tiny_checkpoint)
+    info.set_thresholds([0.05, 0.05, 0.05])
+    base = save_checkpoint(tmp_path / "low.pt", network, info)
+    corrections, original = datasets
+    run = tmp_path / "ft"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(finetune_args(base, corrections, original, run)) == 0
+    new_model, new_info = load_model(run / MODEL_FILE)
+    assert new_info.thresholds == [0.05, 0.05, 0.05]
+    report = json.loads((run / REPORT_FILE).read_text())
+    cases = [find_case(original / c) for c in json.loads((run / SPLIT_FILE).read_text())["val"]]
+    for rows, model in ((report["base_rows"], network), (report["new_rows"], new_model)):
+        at_own = evaluate_cases(model, cases, threshold=[0.05] * 3)
+        assert [r["Dice_WT"] for r in rows] == pytest.approx([r["Dice_WT"] for r in at_own])
+    assert [r["Dice_WT"] for r in evaluate_cases(network, cases)] != pytest.approx(
+        [r["Dice_WT"] for r in report["base_rows"]]), "the thresholds matter here"

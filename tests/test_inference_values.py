@@ -253,8 +253,8 @@ def test_the_threshold_applies_to_every_region(segment_with, case, threshold, wt
     assert (labels[4:10, 11:19, 15] == wt_slab).all(), "WT 0.55"
 
 
-@pytest.mark.parametrize("thresholds, wt_below, tc_below, et_below", [((0.4, 0.5, 0.5), 2, 2, 1), ((0.5, 0.4, 0.4), 0, 1, 4)],
-                         ids=["WT lower", "TC and ET lower"])
+@pytest.mark.parametrize("thresholds, wt_below, tc_below, et_below",
+                         [((0.4, 0.5, 0.5), 2, 2, 1), ((0.5, 0.4, 0.4), 0, 1, 4)], ids=["WT lower", "TC and ET lower"])
 def test_each_region_can_have_its_own_threshold(segment_with, case, thresholds, wt_below, tc_below, et_below):
     """Probabilities of 0.45 pass a threshold of 0.4 in their own region only."""
     image, tissue, expected, codes = case
