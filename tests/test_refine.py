@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from napari_brainseg.clicks import CLICK_LABELS, ClickError, check_clicks, guidance_maps, next_click
 from napari_brainseg.io import MODALITIES
@@ -127,6 +128,43 @@ def test_every_click_in_the_window_holds(case):
     out = refine(image, truth, clicks)
     for z, y, x, label in clicks:
         assert out[z, y, x] == label
+
+
+def _shell_case(look_alike: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ball of enhancing tumour (radius 6) in a shell of oedema (radius 6 to 13) that the labels missed; with
+    ``look_alike``, all the brain above the ball's centre looks like the oedema. Returns image, labels, truth."""
+    rng = np.random.default_rng(3)
+    r = np.sqrt(sum((g - 28.0) ** 2 for g in np.indices((56, 56, 56))))
+    truth = np.where(r < 6, ET, np.where(r < 13, ED, BACKGROUND)).astype(np.uint8)
+    oedema_look = (truth == ED) | ((r >= 6) & (np.arange(56)[:, None, None] < 28) & look_alike)
+    flair = np.where(truth == ET, 300.0, np.where(oedema_look, 250.0, 100.0))
+    t1ce = np.where(truth == ET, 400.0, 100.0)
+    image = np.stack([flair, np.full_like(flair, 100.0), t1ce, flair]) + rng.normal(0, 5, (4, *truth.shape))
+    return image.astype(np.float32), np.where(truth == ED, BACKGROUND, truth).astype(np.uint8), truth
+
+
+def test_a_click_on_a_missed_shell_round_the_tumour_fills_it_and_stops_where_the_look_alike_brain_begins():
+    image, labels, truth = _shell_case(look_alike=True)
+    click = next_click(labels, truth)
+    assert click[3] == ED and click[0] < 28, "the click lies in the look-alike half"
+    out = refine(image, labels, [click])
+    added = out != labels
+    assert mask_dice(out > 0, truth > 0) > mask_dice(labels > 0, truth > 0) + 0.1, "a good part of the shell"
+    assert added.sum() > 100 and np.array_equal(added, added & (truth == ED)), \
+        "only the shell, though the brain beyond it looks alike"
+
+
+def test_a_not_tumour_click_on_the_tumour_itself_trims_it_rather_than_erasing_it(case):
+    image, truth = case
+    labels = truth.copy()
+    brain = np.any(image != 0, axis=0)
+    grown = ndimage.binary_dilation(truth > 0, iterations=3) & brain & (truth == BACKGROUND)
+    labels[grown] = ED  # the oedema was over-drawn all round
+    click = next_click(labels, truth, brain)
+    assert click[3] == BACKGROUND
+    out = refine(image, labels, [click])
+    assert (out > 0).sum() >= 0.9 * (truth > 0).sum(), "the tumour stays"
+    assert mask_dice(out > 0, truth > 0) >= mask_dice(labels > 0, truth > 0), "no worse: trimmed, not erased"
 
 
 @pytest.mark.parametrize(
