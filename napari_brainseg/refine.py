@@ -15,7 +15,7 @@ Two methods, chosen by ``model``:
   label (the tumour, for a click that adds tumour; the background, for a "not tumour" click), the error is
   taken to be a shell on their border (the simulated user clicks mid-way through it): the click takes voxels
   no further from them than itself (:data:`SHELL_FACTOR`), within :data:`SHELL_REACH_PER_DEPTH` times its
-  depth of it. This keeps a click on missed oedema from leaking into look-alike brain beyond it. Elsewhere (a lesion the labels missed altogether) it reaches :data:`REACH_PER_DEPTH` times its
+  depth of it. This keeps a click on missed oedema from reaching far into look-alike brain beyond it. Elsewhere (a lesion the labels missed altogether) it reaches :data:`REACH_PER_DEPTH` times its
   depth. Holes are filled.
   A "not tumour" click on a tumour component that lies wholly in the window and holds under
   :data:`ISLAND_SHARE` of all the tumour removes the component (a false island, not the tumour). No training
@@ -83,7 +83,7 @@ REACH_PER_DEPTH = 3.0
 (voxels), within the two bounds."""
 SHELL_FACTOR = 1.0
 """Beside its label's voxels, a click takes voxels up to this many times its own distance from them (below 1
-the click would shut itself out; 1.2, 1.5 and 2 leaked more on the benchmark's cases)..."""
+the click would shut itself out; 1.2, 1.5 and 2 did worse on the click benchmark, see the README)..."""
 MIN_SHELL = 2.0
 """... and at least this many voxels from them..."""
 SHELL_REACH_PER_DEPTH, MAX_SHELL_REACH = 8.0, 64.0

@@ -11,10 +11,10 @@ from napari_brainseg.clicks import CLICK_LABELS, ClickError, check_clicks, guida
 from napari_brainseg.io import MODALITIES
 from napari_brainseg.labels import BACKGROUND, ED, ET, NCR, LabelError, mask_dice
 from napari_brainseg.model import CheckpointError, load_model, save_checkpoint
+import napari_brainseg.refine as refine_module
 from napari_brainseg.refine import (
     GUIDANCE,
     REFINEMENT,
-    GROWING_WINDOW,
     click_window,
     load_refinement_model,
     merge_hand_edits,
@@ -92,7 +92,7 @@ def test_the_window_is_bounded_centred_and_inside_the_volume():
 
 
 # --- refine by region growing ------------------------------------------------------------------------------
-def test_a_click_in_a_missed_region_labels_it_and_changes_nothing_outside_the_window(case):
+def test_a_click_in_a_missed_region_labels_it_and_never_changes_its_inputs(case):
     image, truth = case
     labels = truth.copy()
     labels[labels == ED] = BACKGROUND  # the oedema was missed
@@ -104,9 +104,19 @@ def test_a_click_in_a_missed_region_labels_it_and_changes_nothing_outside_the_wi
     assert np.array_equal(image, before_image) and np.array_equal(labels, before_labels), "inputs never change"
     assert out[click[:3]] == ED
     assert mask_dice(out == ED, truth == ED) > 0.3 > mask_dice(labels == ED, truth == ED), "a good part recovered"
+
+
+def test_nothing_outside_the_window_changes(case, monkeypatch):
+    image, truth = case
+    labels = truth.copy()
+    labels[labels == ED] = BACKGROUND
+    click = next_click(labels, truth, np.any(image != 0, axis=0))
+    monkeypatch.setattr(refine_module, "GROWING_WINDOW", (12, 12, 12))  # smaller than the missed oedema
+    out = refine(image, labels, [click])
     outside = np.ones(out.shape, bool)
-    outside[click_window(click[:3], out.shape, GROWING_WINDOW)] = False
-    assert np.array_equal(out[outside], labels[outside])
+    outside[click_window(click[:3], out.shape, (12, 12, 12))] = False
+    assert (labels != truth)[outside].any(), "missed oedema lies outside the window too"
+    assert (out != labels).any() and np.array_equal(out[outside], labels[outside])
 
 
 def test_a_not_tumour_click_removes_a_small_false_positive(case):
@@ -130,28 +140,61 @@ def test_every_click_in_the_window_holds(case):
         assert out[z, y, x] == label
 
 
-def _shell_case(look_alike: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A ball of enhancing tumour (radius 6) in a shell of oedema (radius 6 to 13) that the labels missed; with
-    ``look_alike``, all the brain above the ball's centre looks like the oedema. Returns image, labels, truth."""
-    rng = np.random.default_rng(3)
-    r = np.sqrt(sum((g - 28.0) ** 2 for g in np.indices((56, 56, 56))))
+LOOKS = {"normal": (100, 100, 100, 100), "oedema": (250, 100, 100, 250), "enhancing": (300, 100, 400, 300),
+         "necrosis": (200, 60, 80, 350)}
+"""Mean FLAIR, T1, T1ce, T2 of each tissue of the nested-ball cases."""
+CENTRE = 28
+
+
+def _nested_balls(looks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The radius from the centre of a 56^3 volume, whether a voxel lies in its upper half (z < centre), and a
+    noisy (4, Z, Y, X) image whose voxels look like the tissue whose mask in ``looks`` holds them (else normal)."""
+    r = np.sqrt(sum((g - float(CENTRE)) ** 2 for g in np.indices((56, 56, 56))))
+    upper = np.arange(56)[:, None, None] < CENTRE
+    image = np.empty((4, *r.shape), np.float32)
+    image[:] = np.asarray(LOOKS["normal"], np.float32)[:, None, None, None]
+    for tissue, mask in looks.items():
+        image[:, mask] = np.asarray(LOOKS[tissue], np.float32)[:, None]
+    return r, upper, image + np.random.default_rng(3).normal(0, 5, image.shape).astype(np.float32)
+
+
+def _changed_only_where_wrong(labels: np.ndarray, out: np.ndarray, truth: np.ndarray) -> bool:
+    changed = out != labels
+    return bool(changed.sum() > 100 and np.array_equal(out[changed], truth[changed]))
+
+
+def test_a_click_on_missed_oedema_round_the_tumour_fills_it_and_stops_where_look_alike_brain_begins():
+    r, upper, _ = _nested_balls({})
     truth = np.where(r < 6, ET, np.where(r < 13, ED, BACKGROUND)).astype(np.uint8)
-    oedema_look = (truth == ED) | ((r >= 6) & (np.arange(56)[:, None, None] < 28) & look_alike)
-    flair = np.where(truth == ET, 300.0, np.where(oedema_look, 250.0, 100.0))
-    t1ce = np.where(truth == ET, 400.0, 100.0)
-    image = np.stack([flair, np.full_like(flair, 100.0), t1ce, flair]) + rng.normal(0, 5, (4, *truth.shape))
-    return image.astype(np.float32), np.where(truth == ED, BACKGROUND, truth).astype(np.uint8), truth
-
-
-def test_a_click_on_a_missed_shell_round_the_tumour_fills_it_and_stops_where_the_look_alike_brain_begins():
-    image, labels, truth = _shell_case(look_alike=True)
-    click = next_click(labels, truth)
-    assert click[3] == ED and click[0] < 28, "the click lies in the look-alike half"
+    labels = np.where(truth == ED, BACKGROUND, truth).astype(np.uint8)  # the oedema was missed
+    _, _, image = _nested_balls({"oedema": (truth == ED) | ((r >= 6) & upper), "enhancing": truth == ET})
+    click = (CENTRE - 9, CENTRE, CENTRE, ED)  # in the half where all the brain beyond looks like oedema
     out = refine(image, labels, [click])
-    added = out != labels
-    assert mask_dice(out > 0, truth > 0) > mask_dice(labels > 0, truth > 0) + 0.1, "a good part of the shell"
-    assert added.sum() > 100 and np.array_equal(added, added & (truth == ED)), \
-        "only the shell, though the brain beyond it looks alike"
+    assert mask_dice(out > 0, truth > 0) > mask_dice(labels > 0, truth > 0) + 0.1, "a good part of the oedema"
+    assert _changed_only_where_wrong(labels, out, truth), "and only the oedema"
+
+
+def test_a_click_on_missed_necrosis_inside_the_oedema_stops_where_look_alike_oedema_begins():
+    r, upper, _ = _nested_balls({})
+    truth = np.where(r < 9, NCR, np.where(r < 15, ED, BACKGROUND)).astype(np.uint8)
+    labels = np.where(r < 5, NCR, np.where(r < 15, ED, BACKGROUND)).astype(np.uint8)  # too little necrosis
+    _, _, image = _nested_balls({"oedema": truth == ED, "necrosis": (truth == NCR) | ((r < 15) & upper)})
+    click = (CENTRE - 7, CENTRE, CENTRE, NCR)  # in the half where the oedema beyond looks like necrosis
+    out = refine(image, labels, [click])
+    assert mask_dice(out == NCR, truth == NCR) > mask_dice(labels == NCR, truth == NCR) + 0.1
+    assert _changed_only_where_wrong(labels, out, truth)
+
+
+def test_a_not_tumour_click_on_an_over_drawn_rim_trims_it_and_keeps_faint_tumour_inside():
+    r, upper, _ = _nested_balls({})
+    truth = np.where(r < 4, ET, np.where(r < 8, ED, BACKGROUND)).astype(np.uint8)
+    labels = np.where(r < 4, ET, np.where(r < 14, ED, BACKGROUND)).astype(np.uint8)  # the oedema over-drawn
+    faint = (truth == ED) & upper  # oedema that looks like normal brain
+    _, _, image = _nested_balls({"oedema": (truth == ED) & ~faint, "enhancing": truth == ET})
+    click = (CENTRE - 11, CENTRE, CENTRE, BACKGROUND)
+    out = refine(image, labels, [click])
+    assert mask_dice(out > 0, truth > 0) > mask_dice(labels > 0, truth > 0) + 0.1, "a good part of the rim"
+    assert _changed_only_where_wrong(labels, out, truth), "and no tumour, faint or not"
 
 
 def test_a_not_tumour_click_on_the_tumour_itself_trims_it_rather_than_erasing_it(case):
