@@ -41,7 +41,7 @@ from napari_brainseg.clicks import Click, next_click  # noqa: E402
 from napari_brainseg.inference import segment  # noqa: E402
 from napari_brainseg.io import load_case  # noqa: E402
 from napari_brainseg.labels import REGION_NAMES, region_dice  # noqa: E402
-from napari_brainseg.model import load_model  # noqa: E402
+from napari_brainseg.model import ModelInfo, load_model  # noqa: E402
 from napari_brainseg.refine import GROWING_WINDOW, click_window, refine  # noqa: E402
 from napari_brainseg.review import ReviewQueue, slice_scores  # noqa: E402
 
@@ -112,13 +112,14 @@ def slice_orders(start: np.ndarray, truth: np.ndarray, uncertainty: np.ndarray, 
     }
 
 
-def segmentation(image: np.ndarray, segmenter, thresholds: list[float], tta: bool,
+def segmentation(image: np.ndarray, segmenter, info: ModelInfo, tta: bool,
                  cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """The segmenter's labels (at its ``thresholds``) and voxel doubt (kept in ``cache`` when given, for reruns)."""
+    """The segmenter's labels (with its ``info``'s own options) and voxel doubt (kept in ``cache`` when given, for
+    reruns)."""
     if cache is not None and cache.exists():
         saved = np.load(cache)
         return saved["labels"], saved["doubt"]
-    result = segment(image, segmenter, "cpu", tta=tta, threshold=thresholds)
+    result = segment(image, segmenter, "cpu", tta=tta, **info.segment_options())
     doubt = result.uncertainty if tta else np.minimum(result.probabilities, 1 - result.probabilities).max(axis=0)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -126,11 +127,11 @@ def segmentation(image: np.ndarray, segmenter, thresholds: list[float], tta: boo
     return result.labels, doubt
 
 
-def run_case(case_dir: Path, segmenter, thresholds: list[float], n_clicks: int, model: str | None, tta: bool, cache: Path | None,
-             oracle: bool = False) -> dict:
+def run_case(case_dir: Path, segmenter, info: ModelInfo, n_clicks: int, model: str | None, tta: bool,
+             cache: Path | None, oracle: bool = False) -> dict:
     case = load_case(case_dir)
     brain = np.any(case.image != 0, axis=0)
-    labels, doubt = segmentation(case.image, segmenter, thresholds, tta, cache)
+    labels, doubt = segmentation(case.image, segmenter, info, tta, cache)
     session = click_session(case.image, labels, case.seg, brain, n_clicks, model, oracle)
     repaint = {}
     for name, order in slice_orders(labels, case.seg, doubt.astype(np.float32), brain).items():
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     for case_id in cases:
         cache = args.cache / f"{info.model_id}-{info.version}-{case_id}{'-tta' if args.tta else ''}.npz" \
             if args.cache else None
-        rows.append(run_case(args.data / case_id, segmenter, info.thresholds, args.clicks, args.model, args.tta, cache,
+        rows.append(run_case(args.data / case_id, segmenter, info, args.clicks, args.model, args.tta, cache,
                              args.oracle))
         row = rows[-1]
         print(f"{case_id}: WT {row['dice'][0]['WT']:.3f} -> {row['dice'][-1]['WT']:.3f} after {args.clicks} clicks",

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     for files in cases:
         case = load_case(files)
         for name, options in OPTIONS.items():
-            result = segment(case.image, model, device="cpu", min_component_fraction=0, **options)
+            result = segment(case.image, model, device="cpu", min_component_fraction=0,
+                             **info.segment_options(), **options)
             for fraction in CLEANUPS:
                 labels = result.labels.copy()
                 labels[minor_components(labels, fraction)] = BACKGROUND

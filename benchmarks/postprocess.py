@@ -1,6 +1,7 @@
 """Choose the post-processing on validation cases: thresholds, minor-component clean-up, nnU-Net's small-ET rule.
 
-Each model runs once per case (default window, no clean-up; with several models their probabilities are
+Each model runs once per case (default window, with its own options: a second pass, if it makes one, normalises
+outside the tumour its first pass found at its own thresholds; with several models their probabilities are
 averaged, as an ensemble would); every combination of the options below is then applied to the probabilities and
 scored (Dice and HD95 for WT, TC and ET). The table lists the combinations best first by mean Dice over the three
 regions; ``--json`` also keeps every case's scores. ``--cache DIR`` keeps each model's probabilities (float16) so
@@ -39,8 +40,8 @@ def probabilities(model_name: str, image: np.ndarray, case_id: str, cache: Path 
     path = cache / f"{Path(model_name).stem}-{case_id}.npy" if cache else None
     if path is not None and path.exists():
         return np.load(path).astype(np.float32)
-    model, _ = load_model(model_name)
-    probs = segment(image, model, device="cpu", min_component_fraction=0).probabilities
+    model, info = load_model(model_name)
+    probs = segment(image, model, device="cpu", **info.segment_options()).probabilities
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, probs.astype(np.float16))

@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exported {precision}: {rows[precision]['size_mb']:.2f} MB", file=sys.stderr)
         for i, files in enumerate(cases, start=1):
             case = load_case(files)
-            reference = segment(case.image, network, device="cpu", threshold=info.thresholds).labels
+            reference = segment(case.image, network, device="cpu", **info.segment_options()).labels
             for precision, model in exported.items():
-                result = segment(case.image, model, device="cpu", threshold=info.thresholds)
+                result = segment(case.image, model, device="cpu", **info.segment_options())
                 row = rows[precision]
                 row["seconds"].append(result.seconds)
                 row["scores"].append(region_scores(result.labels, case.seg, case.spacing))

@@ -224,7 +224,7 @@ def _segment_one(case: LoadedCase, output: Path, loaded: LoadedModel, args: argp
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         result = segment(case.image, loaded.model, device=loaded.device, tta=args.tta,
-                         threshold=loaded.info.thresholds)
+                         **loaded.info.segment_options())
     for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
         print(f"warning: {case.case_id}: {message}", file=sys.stderr)
     write_nifti_atomic(case.geometry.to_nifti(result.labels), output, args.overwrite)

@@ -40,7 +40,7 @@ from .devices import DEVICES, DeviceError, available_devices, select_device
 from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
 from .labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
 from .onnx_model import OnnxModel
-from .preprocess import BRAIN_MARGIN, brain_box, normalise
+from .preprocess import BRAIN_MARGIN, Z_SCORE, brain_box, normalise
 from .window import OVERLAP, count_windows, sliding_window
 
 if TYPE_CHECKING:
@@ -64,6 +64,14 @@ AUTO = "auto"
 """``roi_size`` that lets the model decide: :data:`WINDOW` for a 3-D network, one pass for a slice network."""
 SEGMENT_STAGE = "segment"
 """The stage of the :class:`~napari_brainseg.jobs.Progress` that segmenting reports."""
+SECOND_PASS_STAGE = "segment again"
+"""The stage of a model's second pass. A large tumour inflates a channel's brain statistics (the FLAIR standard
+deviation by up to 1.9 times over the 29 BraTS 2018 cases), so that its oedema looks fainter than in training;
+normalised over the brain outside the first pass's tumour, the second pass finds more of the whole tumour
+(weights/MODEL_CARD.md, *Session 11*)."""
+SECOND_PASS_MAX_SHARE = 0.5
+"""No second pass when the first pass's tumour covers this share of the brain box's brain or more: too little
+tumour-free brain is left to normalise over."""
 MIN_COMPONENT_FRACTION = 0.3
 """Default clean-up: drop tumour components smaller than this share of the largest (chosen on validation with
 ``benchmarks/postprocess.py``; see weights/MODEL_CARD.md)."""
@@ -127,11 +135,12 @@ def predict_regions(
     tta: bool = False,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
+    stage: str = SEGMENT_STAGE,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Mean sigmoid WT/TC/ET probabilities for a normalised (C, Z, Y, X) crop, and their TTA spread.
 
     ``roi_size=None`` runs the whole crop in one pass (padded to a multiple of 16). ``progress`` sees a
-    :class:`~napari_brainseg.jobs.Progress` (stage ``"segment"``, windows done of all) after each batch
+    :class:`~napari_brainseg.jobs.Progress` (``stage``, windows done of all) after each batch
     of windows; once ``should_stop()`` is true no further batch runs and
     :class:`~napari_brainseg.jobs.Cancelled` is raised.
     """
@@ -141,7 +150,7 @@ def predict_regions(
     flips = FLIP_AXES if tta else FLIP_AXES[:1]
     roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
     total = count_windows(image.shape[1:], roi, overlap) * len(flips)
-    window = counted(model, SEGMENT_STAGE, total, progress, should_stop, size=lambda batch: batch.shape[0])
+    window = counted(model, stage, total, progress, should_stop, size=lambda batch: batch.shape[0])
 
     x = torch.from_numpy(image[None]).to(device)
     members = []
@@ -163,13 +172,14 @@ def predict_regions_onnx(
     overlap: float = OVERLAP,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
+    stage: str = SEGMENT_STAGE,
 ) -> np.ndarray:
     """:func:`predict_regions` for an ONNX export, on the CPU in numpy (no flips): WT/TC/ET probabilities."""
     from scipy.special import expit
 
     roi = list(roi_size) if roi_size else [_round_up(s) for s in image.shape[1:]]
     total = count_windows(image.shape[1:], roi, overlap)
-    window = counted(model, SEGMENT_STAGE, total, progress, should_stop, size=lambda batch: batch.shape[0])
+    window = counted(model, stage, total, progress, should_stop, size=lambda batch: batch.shape[0])
     return expit(sliding_window(image, roi, window, overlap=overlap, batch=WINDOW_BATCH))
 
 
@@ -222,6 +232,8 @@ def segment(
     min_enhancing_voxels: int = MIN_ENHANCING_VOXELS,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
+    normalisation: str = Z_SCORE,
+    second_pass: bool = False,
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
@@ -232,6 +244,9 @@ def segment(
     smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all), and an enhancing tumour
     of fewer than ``min_enhancing_voxels`` voxels becomes NCR/NET (see :func:`labels_from_probabilities`).
     ``progress`` and ``should_stop`` report and cancel by batches of windows (:func:`predict_regions`).
+    ``normalisation`` is the model's own (``info.normalisation``, :mod:`.preprocess`). With ``second_pass`` (the
+    model's ``info.second_pass``) the whole tumour comes from a second pass whose input is normalised over the
+    brain outside the tumour the first pass found; TC and ET stay the first pass's (see :data:`SECOND_PASS_STAGE`).
     """
     start = time.perf_counter()
     onnx = isinstance(model, OnnxModel)
@@ -244,33 +259,46 @@ def segment(
     if onnx and str(device) not in ("auto", "cpu"):
         raise DeviceError(f"An ONNX model runs on the CPU, not {str(device).upper()}; use the torch backend there.")
     box = brain_box(image)
-    crop = normalise(image[(slice(None), *box)])
-    if onnx:
-        probs_crop = predict_regions_onnx(model, crop, roi_size, overlap, progress, should_stop)
-        spread_crop, fell_back, device_name = None, False, "cpu"
-    else:
+    raw = image[(slice(None), *box)]
+    brain = np.any(image != 0, axis=0)
+    fell_back, dev = False, None
+    if not onnx:
         import torch
 
         dev = device if isinstance(device, torch.device) else select_device(device)
 
-        def run(d: torch.device):
-            return predict_regions(model.to(d), crop, d, roi_size, overlap, tta, progress, should_stop)
+    def infer(crop: np.ndarray, stage: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """WT/TC/ET probabilities of a normalised crop, and their spread over flips (``None`` without)."""
+        nonlocal dev, fell_back
+        if onnx:
+            return predict_regions_onnx(model, crop, roi_size, overlap, progress, should_stop, stage), None
 
-        (probs_crop, spread_crop), fell_back = _run_with_cpu_fallback(run, dev)
-        device_name = "cpu" if fell_back else dev.type
+        def run(d: torch.device):
+            return predict_regions(model.to(d), crop, d, roi_size, overlap, tta, progress, should_stop, stage)
+
+        result, fell_back_now = _run_with_cpu_fallback(run, dev)
+        if fell_back_now:
+            dev, fell_back = torch.device("cpu"), True
+        return result
+
+    probs_crop, spread_crop = infer(normalise(raw, normalisation), SEGMENT_STAGE)
+    if second_pass:
+        tumour = labels_from_probabilities(probs_crop, brain[box], threshold, min_component_fraction) != BACKGROUND
+        if tumour.any() and np.count_nonzero(tumour) < SECOND_PASS_MAX_SHARE * np.count_nonzero(brain[box]):
+            again, _ = infer(normalise(raw, normalisation, exclude=tumour), SECOND_PASS_STAGE)
+            probs_crop[0] = again[0]
     probabilities = np.zeros((probs_crop.shape[0], *image.shape[1:]), dtype=np.float32)
     probabilities[(slice(None), *box)] = probs_crop
     uncertainty = None
     if spread_crop is not None:
         uncertainty = np.zeros(image.shape[1:], dtype=np.float32)
         uncertainty[box] = spread_crop
-    brain = np.any(image != 0, axis=0)
     labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels)
     return Segmentation(
         labels=labels,
         probabilities=probabilities,
         uncertainty=uncertainty,
-        device=device_name,
+        device="cpu" if onnx else dev.type,
         seconds=time.perf_counter() - start,
         fell_back_to_cpu=fell_back,
         backend="onnx" if onnx else "torch",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path
 from .io import MODALITIES
+from .preprocess import Z_SCORE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -63,11 +64,16 @@ class ModelInfo:
     arch: str = DEFAULT_ARCH
     arch_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCH_KWARGS))
     channels: list[str] = field(default_factory=lambda: list(MODALITIES))
-    normalisation: str = "z-score per channel over brain (non-zero) voxels, background 0"
+    normalisation: str = Z_SCORE
+    """How the input is normalised: a description in :data:`preprocess.NORMALISATIONS` (z-score for every model
+    shipped so far)."""
     output: str = OUTPUT
     thresholds: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     """The probability over which a voxel is in WT, TC and ET: 0.5 unless chosen on validation cases
     (``benchmarks/postprocess.py``; recorded by ``average`` or ``ensemble --thresholds``)."""
+    second_pass: bool = False
+    """Segment twice: the whole tumour the second time, its input normalised over the brain outside the tumour
+    the first pass found (:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`; ``average --second-pass``)."""
     labels: dict[str, int] = field(default_factory=lambda: {"NCR/NET": 1, "oedema": 2, "enhancing": 4})
     orientation: str = "display axes (S, P, L): axis 0 inferior->superior"
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
@@ -87,6 +93,12 @@ class ModelInfo:
         """Record region thresholds chosen on validation, and describe the output by them."""
         self.thresholds = [float(t) for t in thresholds]
         self.output = OUTPUT
+
+    def segment_options(self) -> dict[str, Any]:
+        """The model's own options of :func:`~napari_brainseg.inference.segment`: thresholds, normalisation and
+        second pass."""
+        return {"threshold": list(self.thresholds), "normalisation": self.normalisation,
+                "second_pass": self.second_pass}
 
     @property
     def n_parameters(self) -> int:

@@ -1,4 +1,13 @@
-"""What the network sees of a case: the brain's bounding box, z-scored per channel over brain voxels.
+"""What the network sees of a case: the brain's bounding box, each channel normalised over brain voxels.
+
+Two normalisations, named by the description a checkpoint records (``ModelInfo.normalisation``):
+:data:`Z_SCORE` (mean and standard deviation, MONAI's ``NormalizeIntensity(nonzero=True, channel_wise=True)``;
+every model shipped so far) and :data:`ROBUST` (median and interquartile range). A large tumour drags a channel's
+mean and standard deviation: over the 29 BraTS 2018 cases it moved the FLAIR mean by up to 0.5 and its standard
+deviation by up to 1.9 times those of the tumour-free brain, so the same oedema looks fainter in a case with more
+of it. The median and quartiles move less (0.3 and 1.4 times at most), but a model trained on them did worse on
+held-out cases (weights/MODEL_CARD.md, *Session 11*); what ships instead leaves the tumour out of the statistics
+(``exclude``) in a second pass (:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`).
 
 Plain numpy, so that both inference backends and the training data share it without importing torch.
 
@@ -11,6 +20,9 @@ Example:
     >>> crop = normalise(image[(slice(None), *brain_box(image))])
     >>> round(float(crop[crop != 0].mean()), 6) + 0.0, crop[:, 0, 0, 0].tolist()
     (0.0, [0.0, 0.0, 0.0, 0.0])
+    >>> robust = normalise(image[(slice(None), *brain_box(image))], ROBUST)
+    >>> round(float(np.median(robust[0][robust[0] != 0])), 6) + 0.0
+    0.0
 """
 
 from __future__ import annotations
@@ -18,6 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 BRAIN_MARGIN = 4
+Z_SCORE = "z-score per channel over brain (non-zero) voxels, background 0"
+ROBUST = "median and interquartile range / 1.349 per channel over brain (non-zero) voxels, background 0"
+NORMALISATIONS = {"z-score": Z_SCORE, "robust": ROBUST}
+"""The normalisations by short name (the training CLI's ``--normalisation``) and the description a checkpoint
+records."""
+IQR_TO_STD = 1.349
+"""The interquartile range of a normal distribution in standard deviations: robust units match z-score units."""
 
 
 def brain_box(image: np.ndarray, margin: int = BRAIN_MARGIN) -> tuple[slice, slice, slice]:
@@ -32,11 +51,16 @@ def brain_box(image: np.ndarray, margin: int = BRAIN_MARGIN) -> tuple[slice, sli
     return tuple(box)
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Z-score each channel over its non-zero (brain) voxels; background stays 0.
+def normalise(image: np.ndarray, normalisation: str = Z_SCORE, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Normalise each channel over its non-zero (brain) voxels; background stays 0. Returns float32.
 
-    The same as MONAI's ``NormalizeIntensity(nonzero=True, channel_wise=True)``: population standard deviation,
-    a constant channel only shifted (its std taken as 1), an all-zero channel left as it is. Returns float32.
+    ``exclude`` (a (Z, Y, X) mask, say a tumour) leaves its voxels out of the statistics, not out of the result;
+    where it would leave a channel no voxel, the statistics are over all of its brain.
+
+    :data:`Z_SCORE` is MONAI's ``NormalizeIntensity(nonzero=True, channel_wise=True)``: population standard
+    deviation, a constant channel only shifted (its spread taken as 1), an all-zero channel left as it is.
+    :data:`ROBUST` subtracts the median and divides by the interquartile range / :data:`IQR_TO_STD` (the same
+    rules for a constant or empty channel).
     """
     out = np.array(image, dtype=np.float32)
     for channel in out:
@@ -44,7 +68,31 @@ def normalise(image: np.ndarray) -> np.ndarray:
         values = channel[brain]
         if values.size == 0:
             continue
-        mean = values.mean(dtype=np.float64)
-        std = values.std(dtype=np.float64)
-        channel[brain] = (values - np.float32(mean)) / np.float32(std if std != 0 else 1.0)
+        kept = channel[brain & ~exclude] if exclude is not None else values
+        centre, spread = centre_and_spread(kept if kept.size else values, normalisation)
+        channel[brain] = (values - np.float32(centre)) / np.float32(spread)
     return out
+
+
+def centre_and_spread(values: np.ndarray, normalisation: str = Z_SCORE) -> tuple[float, float]:
+    """The centre and spread (never 0: a constant's is 1) that ``normalisation`` takes of one channel's values."""
+    statistics = _CENTRE_AND_SPREAD.get(normalisation)
+    if statistics is None:
+        raise ValueError(
+            f"Unknown normalisation {normalisation!r}; this version of napari-brainseg knows "
+            f"{', '.join(repr(n) for n in _CENTRE_AND_SPREAD)}. Update the plugin or use a checkpoint trained with it."
+        )
+    centre, spread = statistics(np.asarray(values))
+    return centre, spread if spread != 0 else 1.0
+
+
+def _mean_and_std(values: np.ndarray) -> tuple[float, float]:
+    return float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64))
+
+
+def _median_and_iqr(values: np.ndarray) -> tuple[float, float]:
+    q25, q50, q75 = np.percentile(values, [25, 50, 75])
+    return float(q50), float(q75 - q25) / IQR_TO_STD
+
+
+_CENTRE_AND_SPREAD = {Z_SCORE: _mean_and_std, ROBUST: _median_and_iqr}

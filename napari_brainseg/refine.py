@@ -54,6 +54,7 @@ from scipy import ndimage
 
 from .clicks import CLICK_LABELS, BrainVoxels, Click, check_clicks, guidance_maps
 from .labels import BACKGROUND, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
+from .preprocess import Z_SCORE, centre_and_spread
 
 REFINEMENT = "click-refinement"
 """The ``kind`` of a click-refinement checkpoint (:class:`model.ModelInfo`)."""
@@ -150,20 +151,23 @@ def click_window(centre: Sequence[int], shape: Sequence[int], size: Sequence[int
     return tuple(box)
 
 
-def brain_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation over brain (non-zero) voxels, from a regular sample of them."""
+def brain_statistics(image: np.ndarray, normalisation: str = Z_SCORE) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel centre and spread (:func:`.preprocess.centre_and_spread`) over brain (non-zero) voxels,
+    from a regular sample of them."""
     sample = image.reshape(image.shape[0], -1)[:, ::_BRAIN_SAMPLE]
     brain = np.any(sample != 0, axis=0)
     if not brain.any():
         sample, brain = image.reshape(image.shape[0], -1), np.any(image != 0, axis=0).ravel()
     values = sample[:, brain].astype(np.float64)
-    return values.mean(axis=1), np.maximum(values.std(axis=1), 1e-6)
+    centre, spread = zip(*(centre_and_spread(channel, normalisation) for channel in values))
+    return np.array(centre), np.array(spread)
 
 
-def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
-    """The window of the z-scored image (statistics over the whole brain), 0 outside the window's ``brain``."""
-    mean, std = brain_statistics(image)
-    crop = (image[(slice(None), *box)] - mean[:, None, None, None]) / std[:, None, None, None]
+def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...],
+                       normalisation: str = Z_SCORE) -> np.ndarray:
+    """The window of the normalised image (statistics over the whole brain), 0 outside the window's ``brain``."""
+    centre, spread = brain_statistics(image, normalisation)
+    crop = (image[(slice(None), *box)] - centre[:, None, None, None]) / spread[:, None, None, None]
     return np.where(brain, crop, 0).astype(np.float32)
 
 
@@ -315,7 +319,8 @@ def _run_network(network, image: np.ndarray, labels: np.ndarray, brain: np.ndarr
     from .inference import NET_MULTIPLE
 
     net, info = network
-    x = network_input(_normalised_window(image, brain, box), labels[box], clicks, box, info.guidance["sigma"])
+    x = network_input(_normalised_window(image, brain, box, info.normalisation), labels[box], clicks, box,
+                      info.guidance["sigma"])
     pad = [(0, 0)] + [(0, -s % NET_MULTIPLE) for s in x.shape[1:]]
     dev = select_device(device)
     with torch.inference_mode():

@@ -31,7 +31,7 @@ def export_expert_corrections(cases: list[str], data: Path, dataset: Path, base:
     model, info = load_model(base)
     for case_id in cases:
         case = load_case(find_case(data / case_id))
-        prediction = segment(case.image, model, device="cpu").labels
+        prediction = segment(case.image, model, device="cpu", **info.segment_options()).labels
         result = export_correction(dataset, case.files, case.geometry, case.seg, prediction, info.model_id, info.version)
         changes = json.loads(result.sidecar_path.read_text()).get("corrections_vs_prediction", {})
         print(f"exported {case_id} as {result.folder} ({changes.get('changed_voxels', '?')} voxels corrected)")

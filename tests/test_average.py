@@ -151,3 +151,12 @@ def test_thresholds_outside_0_to_1_are_refused_before_anything_is_written(kept_r
     assert main(["average", *kept, "--out", str(out), "--thresholds", *values]) != 0
     assert "each between 0 and 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_second_pass_is_recorded_when_asked_and_kept_from_the_last_checkpoint_otherwise(kept_run, tmp_path):
+    kept = [str(p) for p in sorted((kept_run / "run" / "epochs").iterdir())]
+    assert main(["average", *kept, "--out", str(tmp_path / "twice.pt"), "--second-pass"]) == 0
+    twice = load_model(tmp_path / "twice.pt")[1]
+    assert twice.second_pass and twice.segment_options()["second_pass"]
+    assert main(["average", *kept, "--out", str(tmp_path / "once.pt")]) == 0
+    assert load_model(tmp_path / "once.pt")[1].second_pass is False

@@ -202,3 +202,36 @@ def test_evaluate_scores_each_case_at_the_checkpoint_s_thresholds(data_dir, tmp_
         assert got["case_id"] == want["case_id"]
         regions = [f"Dice_{r}" for r in ("WT", "TC", "ET")]
         assert [got[k] for k in regions] == pytest.approx([want[k] for k in regions])
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_predict_and_the_segment_widget_segment_with_the_checkpoint_s_own_options(make_case, tmp_path, backend):
+    """A checkpoint's normalisation (here robust: median, IQR) and second pass are applied by either backend."""
+    import nibabel as nib
+    import numpy as np
+
+    from napari_brainseg._widgets.segment import load_and_segment
+    from napari_brainseg.backend import load_for_inference
+    from napari_brainseg.inference import segment
+    from napari_brainseg.io import load_case
+    from napari_brainseg.preprocess import ROBUST
+
+    files = make_case()
+    case = load_case(files)
+    torch.manual_seed(0)
+    info = ModelInfo(model_id="robust", arch_kwargs=TINY_ARCH, normalisation=ROBUST, second_pass=True)
+    network = build_network(info).eval()
+    wt = segment(case.image, network, device="cpu", normalisation=ROBUST).probabilities[0]
+    info.set_thresholds([float(np.percentile(wt[np.any(case.image != 0, axis=0)], 80))] * 3)  # a fifth is tumour
+    path = save_checkpoint(tmp_path / "robust.pt", network, info)
+    loaded = load_for_inference(path, backend, "cpu")
+    expected = segment(case.image, loaded.model, device="cpu", **info.segment_options()).labels
+    plain = segment(case.image, loaded.model, device="cpu", threshold=info.thresholds).labels
+    assert not np.array_equal(expected, plain), "the options matter here"
+    out = tmp_path / "labels.nii.gz"
+    assert main(["predict", str(files.folder), "--output", str(out), "--model", str(path), "--backend", backend]) == 0
+    written = np.asarray(nib.load(out).dataobj)
+    np.testing.assert_array_equal(written, np.asarray(case.geometry.to_nifti(expected).dataobj))
+    if backend == "onnx":  # the Segment widget's job, which runs the CPU default
+        result, _ = load_and_segment(case.image, path, "cpu", False, lambda _: None, lambda: False)
+        np.testing.assert_array_equal(result.labels, expected)

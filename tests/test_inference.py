@@ -20,6 +20,7 @@ from napari_brainseg.inference import (
 from napari_brainseg.jobs import Cancelled
 from napari_brainseg.io import load_case
 from napari_brainseg.model import SLICE_ARCH, ModelInfo, build_network, load_model, slice_arch_kwargs
+from napari_brainseg.preprocess import ROBUST, Z_SCORE
 
 MPS_PRESENT = devices._mps_available()
 
@@ -191,6 +192,110 @@ def test_normalise_z_scores_each_channel_over_the_brain_and_keeps_background_zer
         assert not channel[~brain].any()
         assert channel[brain].mean() == pytest.approx(0, abs=1e-4)
         assert channel[brain].std() == pytest.approx(1, abs=1e-3)
+
+
+def test_robust_normalisation_centres_each_channel_on_its_brain_median_in_iqr_units(image):
+    out = normalise(image, ROBUST)
+    for channel, raw in zip(out, image):
+        brain = raw != 0
+        assert not channel[~brain].any()
+        q25, q50, q75 = np.percentile(channel[brain], [25, 50, 75])
+        assert q50 == pytest.approx(0, abs=1e-4)
+        assert q75 - q25 == pytest.approx(1.349, abs=1e-3)
+
+
+def test_a_constant_channel_is_only_shifted_by_either_normalisation():
+    image = np.zeros((4, 6, 6, 6), dtype=np.float32)
+    image[:, 1:5, 1:5, 1:5] = 7.0
+    for normalisation in (Z_SCORE, ROBUST):
+        out = normalise(image, normalisation)
+        assert not out.any(), normalisation
+
+
+def test_an_unknown_normalisation_is_refused_with_the_known_ones_named(image):
+    with pytest.raises(ValueError, match="Unknown normalisation 'min-max'.*'z-score per channel"):
+        normalise(image, "min-max")
+
+
+class ChannelsAsLogits(torch.nn.Module):
+    """Returns the first three input channels as logits: the probabilities show what the network was given."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :3] * 1.0
+
+
+@pytest.mark.parametrize("normalisation", [Z_SCORE, ROBUST], ids=["z-score", "robust"])
+def test_segment_gives_the_network_the_image_normalised_as_asked(image, normalisation):
+    box = brain_box(image)
+    raw = image[(slice(None), *box)].astype(np.float64)
+    expected = np.zeros_like(raw[:3])
+    for c in range(3):
+        brain = raw[c] != 0
+        values = raw[c][brain]
+        if normalisation == ROBUST:
+            q25, q50, q75 = np.percentile(values, [25, 50, 75])
+            centre, spread = q50, (q75 - q25) / 1.349
+        else:
+            centre, spread = values.mean(), values.std()
+        expected[c][brain] = (values - centre) / spread
+    result = segment(image, ChannelsAsLogits(), device="cpu", roi_size=None, normalisation=normalisation)
+    probabilities = result.probabilities[(slice(None), *box)]
+    np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-expected)), atol=1e-5)
+
+
+def _one_channel_case(seed: int = 0) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """A (4, 20, 24, 28) stack whose brain is a block: channel 0 varies, the others are constant (their
+    normalised value, and so their probability under :class:`ChannelsAsLogits`, is 0 and 0.5: no TC, no ET)."""
+    image = np.zeros((4, 20, 24, 28), dtype=np.float32)
+    brain = (slice(3, 17), slice(4, 20), slice(5, 23))
+    image[(slice(1, 4), *brain)] = 5.0
+    image[(0, *brain)] = np.random.default_rng(seed).gamma(2.0, 10.0, size=(14, 16, 18)) + 1
+    return image, brain
+
+
+def _segment_on(backend: str, tmp_path):
+    """``segment`` with :class:`ChannelsAsLogits` on ``backend`` (torch, or its ONNX export)."""
+    if backend == "torch":
+        return lambda image, **options: segment(image, ChannelsAsLogits(), device="cpu", **options)
+    from napari_brainseg.onnx_export import export_network
+    from napari_brainseg.onnx_model import open_onnx
+
+    path, _ = export_network(ChannelsAsLogits(), ModelInfo(model_id="channels"), tmp_path / "c.onnx", fingerprint="c")
+    return lambda image, **options: segment(image, open_onnx(path), device="cpu", **options)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_second_pass_finds_the_whole_tumour_on_input_normalised_outside_the_first_pass_tumour(backend, tmp_path):
+    image, brain = _one_channel_case()
+    raw = image[(0, *brain)].astype(np.float64)
+    first_tumour = raw > raw.mean()  # WT probability sigmoid(z-score) over 0.5
+    outside = raw[~first_tumour]
+    expected_wt = 1 / (1 + np.exp(-(raw - outside.mean()) / outside.std()))
+    stages = []
+    result = _segment_on(backend, tmp_path)(image, roi_size=None, min_component_fraction=0, second_pass=True,
+                                            progress=lambda p: stages.append(p.stage))
+    np.testing.assert_allclose(result.probabilities[(0, *brain)], expected_wt, atol=1e-5)
+    np.testing.assert_allclose(result.probabilities[(slice(1, 3), *brain)], 0.5, atol=1e-6,
+                               err_msg="TC and ET are the first pass's")
+    assert stages[0] == inference.SEGMENT_STAGE and stages[-1] == inference.SECOND_PASS_STAGE
+    single = _segment_on(backend, tmp_path)(image, roi_size=None, min_component_fraction=0)
+    assert np.count_nonzero(result.labels) > np.count_nonzero(single.labels), "outside the tumour, the spread is less"
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_no_second_pass_runs_when_the_first_finds_no_tumour_or_over_half_the_brain(backend, tmp_path):
+    run = _segment_on(backend, tmp_path)
+    image, brain = _one_channel_case()
+    image[(0, *brain)] = 7.0  # all brain alike: WT probability 0.5, no tumour
+    skewed, _ = _one_channel_case()
+    skewed[(0, *brain)] = np.where(skewed[(0, *brain)] > np.percentile(skewed[(0, *brain)], 20), 100.0, 1.0)
+    for case in (image, skewed):  # the second: 80% of the brain is over the mean
+        stages = []
+        twice = run(case, roi_size=None, min_component_fraction=0, second_pass=True,
+                    progress=lambda p: stages.append(p.stage))
+        once = run(case, roi_size=None, min_component_fraction=0)
+        assert inference.SECOND_PASS_STAGE not in stages
+        np.testing.assert_array_equal(twice.probabilities, once.probabilities)
 
 
 @pytest.mark.parametrize("threshold", [(0.5, 0.5), (0.3, 0.5, 1.0), 0.0, (0.5, 0.5, 0.5, 0.5)],

@@ -10,11 +10,20 @@ from scipy import ndimage
 from napari_brainseg.clicks import CLICK_LABELS, ClickError, check_clicks, guidance_maps, next_click
 from napari_brainseg.io import MODALITIES
 from napari_brainseg.labels import BACKGROUND, ED, ET, NCR, LabelError, mask_dice
-from napari_brainseg.model import CheckpointError, load_model, save_checkpoint
+from napari_brainseg.model import (
+    DEFAULT_ARCH_KWARGS,
+    CheckpointError,
+    ModelInfo,
+    build_network,
+    load_model,
+    save_checkpoint,
+)
+from napari_brainseg.preprocess import ROBUST
 import napari_brainseg.refine as refine_module
 from napari_brainseg.refine import (
     GUIDANCE,
     REFINEMENT,
+    brain_statistics,
     click_window,
     load_refinement_model,
     merge_hand_edits,
@@ -273,6 +282,42 @@ def test_refine_runs_a_click_network_checkpoint(case, click_checkpoint):
     outside = np.ones(out.shape, bool)
     outside[click_window(click[:3], out.shape, GUIDANCE["window"])] = False
     assert np.array_equal(out[outside], labels[outside])
+
+
+def test_brain_statistics_are_the_median_and_iqr_of_a_sample_of_brain_voxels_for_a_robust_model(case):
+    image, _ = case
+    sample = image.reshape(4, -1)[:, ::7]
+    sample = sample[:, np.any(sample != 0, axis=0)]
+    q25, q50, q75 = np.percentile(sample, [25, 50, 75], axis=1)
+    centre, spread = brain_statistics(image, ROBUST)
+    np.testing.assert_allclose(centre, q50, rtol=1e-6)
+    np.testing.assert_allclose(spread, (q75 - q25) / 1.349, rtol=1e-6)
+
+
+def test_a_click_network_from_a_robust_model_sees_the_window_normalised_as_its_base(case, tmp_path, monkeypatch):
+    image, truth = case
+    torch.manual_seed(0)
+    base_info = ModelInfo(model_id="robust", arch_kwargs={**DEFAULT_ARCH_KWARGS, "channels": [4, 8], "strides": [2]},
+                          normalisation=ROBUST)
+    base = save_checkpoint(tmp_path / "robust.pt", build_network(base_info), base_info)
+    network, info = refinement_network(base)
+    assert info.normalisation == ROBUST
+    seen, original = [], refine_module.network_input
+
+    def spy(window: np.ndarray, *args) -> np.ndarray:
+        seen.append(window)
+        return original(window, *args)
+
+    monkeypatch.setattr(refine_module, "network_input", spy)
+    labels = np.where(truth == ED, BACKGROUND, truth).astype(np.uint8)
+    click = next_click(labels, truth, np.any(image != 0, axis=0))
+    refine(image, labels, [click], model=save_checkpoint(tmp_path / "clicks.pt", network, info))
+    box = click_window(click[:3], labels.shape, GUIDANCE["window"])
+    brain = np.any(image[(slice(None), *box)] != 0, axis=0)
+    centre, spread = brain_statistics(image, ROBUST)
+    window = image[(slice(None), *box)]
+    expected = np.where(brain, (window - centre[:, None, None, None]) / spread[:, None, None, None], 0)
+    np.testing.assert_allclose(seen[0], expected, atol=1e-5)
 
 
 def test_checkpoints_of_the_wrong_kind_are_refused(case, tiny_checkpoint, click_checkpoint, tmp_path):

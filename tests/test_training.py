@@ -16,11 +16,12 @@ import torch
 
 from napari_brainseg.__main__ import main
 from napari_brainseg.inference import segment
-from napari_brainseg.io import MODALITIES, load_case
+from napari_brainseg.io import MODALITIES, find_case, load_case
 from napari_brainseg.jobs import Progress
 from napari_brainseg.model import load_model, read_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
-from napari_brainseg.training.evaluate import HD95_EMPTY, region_scores
+from napari_brainseg.preprocess import ROBUST
+from napari_brainseg.training.evaluate import HD95_EMPTY, evaluate_cases, mean_scores, region_scores
 from napari_brainseg.training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, STATE_FILE, TrainConfig, Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,26 @@ def test_a_2_5d_run_trains_on_slabs_and_its_checkpoint_segments_volumes(data_dir
     labels = segment(case.image, model, device="cpu").labels
     assert labels.shape == case.image.shape[1:]
     assert set(np.unique(labels).tolist()) <= {0, 1, 2, 4}
+
+
+def test_a_robust_run_in_bf16_records_its_normalisation_and_validates_with_it(data_dir, tmp_path):
+    run = tmp_path / "robust"
+    assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2",
+                 "--normalisation", "robust", "--precision", "bf16", *TINY_ARGS]) == 0
+    model, info = load_model(run / MODEL_FILE)
+    assert info.normalisation == ROBUST
+    assert info.training["config"]["precision"] == "bf16"
+    val = [find_case(data_dir / case_id) for case_id in info.val_cases]
+    rows = evaluate_cases(model, val, threshold=info.thresholds, normalisation=ROBUST)
+    assert info.metrics["Dice_WT"] == pytest.approx(mean_scores(rows)["Dice_WT"])
+
+
+@pytest.mark.parametrize(("change", "message"), [({"normalisation": "min-max"}, "Unknown normalisation 'min-max'"),
+                                                 ({"precision": "fp8"}, "Unknown precision 'fp8'")])
+def test_an_unknown_normalisation_or_precision_is_refused_before_training(data_dir, tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(tiny_config(data_dir, tmp_path / "run", **change))
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_split_is_by_case_and_written_to_split_json(trained_run):

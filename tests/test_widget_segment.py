@@ -166,3 +166,27 @@ def test_absent_devices_cannot_be_chosen_and_are_refused(widget, viewer, case):
 def test_a_newly_registered_model_appears_in_the_choices(widget, tiny_checkpoint):
     entry = registry.register_model(tiny_checkpoint, name="my-site")
     assert entry.path in [value for value in widget.model.choices]
+
+
+def test_a_model_that_segments_twice_says_so_and_gives_what_the_core_gives(widget, viewer, case, qtbot, tmp_path):
+    from napari_brainseg.backend import load_for_inference
+    from napari_brainseg.inference import SECOND_PASS_STAGE, segment
+    from napari_brainseg.model import load_model, save_checkpoint
+
+    network, info = load_model(widget.checkpoint.value)
+    wt = segment(case.image, network, "cpu").probabilities[0]
+    info.set_thresholds([float(np.percentile(wt[np.any(case.image != 0, axis=0)], 80))] * 3)  # a fifth is tumour
+    info.second_pass = True
+    widget.checkpoint.value = save_checkpoint(tmp_path / "twice.pt", network, info)
+    seen, shown = [], widget.on_progress
+
+    def spy(progress: Progress) -> None:
+        shown(progress)
+        seen.append((progress.stage, widget.status.value))
+
+    widget.on_progress = spy
+    _run_and_wait(widget, qtbot)
+    assert any(stage == SECOND_PASS_STAGE and "Segmenting again" in status for stage, status in seen)
+    loaded = load_for_inference(widget.checkpoint.value, device="cpu")  # ONNX Runtime, as the widget runs it
+    expected = segment(case.image, loaded.model, "cpu", **info.segment_options()).labels
+    assert np.array_equal(_segmentation(viewer).data, expected)

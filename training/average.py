@@ -67,9 +67,11 @@ def check_joining(paths: Sequence[str | Path], out: str | Path, what: str,
 
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: str | None = None,
                         half: bool = False, val_data: Sequence[str | Path] | None = None,
-                        device: str = "cpu", thresholds: Sequence[float] | None = None) -> tuple[Path, list[dict]]:
+                        device: str = "cpu", thresholds: Sequence[float] | None = None,
+                        second_pass: bool | None = None) -> tuple[Path, list[dict]]:
     """Write the mean of the checkpoints' weights to ``out``, described by the last checkpoint's info
-    (with ``thresholds``, when given, as its :attr:`~napari_brainseg.model.ModelInfo.thresholds`).
+    (with ``thresholds`` and ``second_pass``, when given, as its
+    :attr:`~napari_brainseg.model.ModelInfo.thresholds` and :attr:`~napari_brainseg.model.ModelInfo.second_pass`).
 
     The new checkpoint records the files it averages (``training["averaged"]``). The last checkpoint's
     scores are not the average's: with ``val_data`` the average is scored on the model's own validation
@@ -95,11 +97,13 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: s
         info.version = version
     if thresholds:
         info.set_thresholds(thresholds)
+    if second_pass is not None:
+        info.second_pass = second_pass
     network = build_network(info)
     network.load_state_dict(mean)
     rows = []
     if val_data:
         rows = evaluate_cases(network.eval(), validation_cases(val_data, info.val_cases), device=device,
-                              threshold=info.thresholds)
+                              **info.segment_options())
     info.metrics = {"averaged_checkpoints": len(paths), **mean_scores(rows)} if rows else {}
     return save_checkpoint(out, network, info, half=half), rows

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from napari_brainseg.backend import BACKEND_HELP, BACKENDS
 from napari_brainseg.devices import DEVICES
+from napari_brainseg.preprocess import NORMALISATIONS
 
-from .defaults import DEFAULT_DATA, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH
+from .defaults import DEFAULT_DATA, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH, PRECISIONS
 
 MODEL_HELP = "'bundled', the name of a registered model (see 'napari-brainseg models') or a checkpoint .pt path"
 RESUME_HINT = "Interrupted. The run folder keeps the last completed epoch: run the same command again to resume."
@@ -61,6 +62,9 @@ def _add_run_args(p: argparse.ArgumentParser, finetuning: bool) -> None:
                    help="least share of patches drawn from corrected cases when original cases are mixed in")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep every epoch's checkpoint in RUN_DIR/epochs/ (for 'average')")
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="bf16: autocast (on a CPU, about twice as fast where it has AMX; slow without AVX-512 BF16); "
+                        "auto: bf16 on CUDA, fp32 elsewhere")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +80,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch-kwargs", type=json.loads, default=None, metavar="JSON",
                    help='overrides of the network\'s arguments, e.g. \'{"channels": [8, 16], "strides": [2]}\' '
                         "(default: none)")
+    p.add_argument("--normalisation", default="z-score", choices=list(NORMALISATIONS),
+                   help="each channel over brain voxels: z-score (mean, standard deviation) or robust (median, "
+                        "interquartile range); recorded in the checkpoint")
     p.set_defaults(func=cmd_train, interrupted=RESUME_HINT)
 
 
@@ -121,20 +128,23 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
                                    "kept with --keep-checkpoints) into a new checkpoint.")
     p.add_argument("checkpoints", nargs="+", help="checkpoints of the same network, e.g. RUN_DIR/epochs/model-e0*.pt")
     _add_joined_checkpoint_options(p, version_from="the last checkpoint's", scored_on="its validation cases",
-                                   thresholds_from="the last checkpoint's")
+                                   thresholds_from="the last checkpoint's", second_pass_from="the last checkpoint's")
     p.set_defaults(func=cmd_average)
 
 
 def _add_joined_checkpoint_options(p: argparse.ArgumentParser, version_from: str, scored_on: str,
-                                   thresholds_from: str) -> None:
+                                   thresholds_from: str, second_pass_from: str) -> None:
     """The options of a command that writes one checkpoint made from several: where, version, precision,
-    thresholds, scoring."""
+    thresholds, second pass, scoring."""
     p.add_argument("--out", required=True, help="the new checkpoint, never overwritten (required)")
     p.add_argument("--version", default=None, help=f"its version (default: {version_from})")
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
     p.add_argument("--thresholds", type=float, nargs=3, default=None, metavar=("WT", "TC", "ET"),
                    help="the probability over which a voxel is in each region, as chosen on validation cases with "
                         f"benchmarks/postprocess.py (default: {thresholds_from})")
+    p.add_argument("--second-pass", action=argparse.BooleanOptionalAction, default=None,
+                   help="segment twice, the whole tumour the second time with the input normalised over the brain "
+                        f"outside the first pass's tumour (default: {second_pass_from})")
     p.add_argument("--data", nargs="+", default=None, metavar="DIR",
                    help=f"score it on {scored_on} found here and record the scores in it (default: not scored)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to score; auto: the best present")
@@ -148,7 +158,8 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs="+", help="two or more checkpoints written by train, finetune or average")
     p.add_argument("--model-id", default=None, help="its model id (default: the first checkpoint's + '-ensemble')")
     _add_joined_checkpoint_options(p, version_from="the first checkpoint's",
-                                   scored_on="the validation cases every member kept out", thresholds_from="0.5 each")
+                                   scored_on="the validation cases every member kept out", thresholds_from="0.5 each",
+                                   second_pass_from="off")
     p.set_defaults(func=cmd_ensemble)
 
 
@@ -198,7 +209,7 @@ def _run_settings(args: argparse.Namespace) -> dict:
         "patch_size": list(args.patch_size) if args.patch_size else None, "model_id": args.model_id,
         "version": args.version, "correction_share": args.correction_share, "tumour_share": args.tumour_share,
         "samples_per_case": args.samples_per_case, "cases_per_step": args.cases_per_step,
-        "keep_checkpoints": args.keep_checkpoints,
+        "keep_checkpoints": args.keep_checkpoints, "precision": args.precision,
     }
 
 
@@ -210,7 +221,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, Trainer
 
     cfg = TrainConfig(data=args.data, out=args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                      val_every=args.val_every, arch=args.arch, arch_kwargs=args.arch_kwargs, **_run_settings(args))
+                      val_every=args.val_every, arch=args.arch, arch_kwargs=args.arch_kwargs,
+                      normalisation=args.normalisation, **_run_settings(args))
     trainer = Trainer(cfg, log=tqdm.write)
     bar = tqdm(total=trainer.cfg.total_steps, initial=trainer.step, unit="step", disable=trainer.rank != 0)
 
@@ -303,7 +315,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     roi = None if args.one_pass else (args.roi_size or AUTO)
     rows = evaluate_cases(loaded.model, cases, device=loaded.device, tta=args.tta, roi_size=roi,
-                          threshold=info.thresholds,
+                          **info.segment_options(),
                           progress=lambda p: print(f"[{p.done}/{p.total}] {p.note}", file=sys.stderr))
     print(f"Model {info.model_id} (version {info.version}) on {len(rows)} case(s), {loaded.backend} on "
           f"{loaded.device}:")
@@ -318,7 +330,8 @@ def cmd_average(args: argparse.Namespace) -> int:
     from .evaluate import format_table
 
     path, rows = average_checkpoints(args.checkpoints, args.out, version=args.version, half=args.half,
-                                     val_data=args.data, device=args.device, thresholds=args.thresholds)
+                                     val_data=args.data, device=args.device, thresholds=args.thresholds,
+                                     second_pass=args.second_pass)
     print(f"Averaged the weights of {len(args.checkpoints)} checkpoints: {path}")
     if rows:
         print(f"On its {len(rows)} validation case(s):")
@@ -334,7 +347,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     path, rows = ensemble_checkpoints(args.checkpoints, args.out, model_id=args.model_id, version=args.version,
                                       half=args.half, val_data=args.data, device=args.device,
-                                      thresholds=args.thresholds)
+                                      thresholds=args.thresholds, second_pass=args.second_pass)
     print(f"Joined {len(args.checkpoints)} checkpoints into an ensemble: {path}")
     if rows:
         print(f"On the {len(rows)} validation case(s) none of them trained on:")

@@ -38,7 +38,7 @@ import numpy as np
 
 from napari_brainseg.atomic import write_text_atomic
 from napari_brainseg.export import SIDECAR_NAME, VERSION_DIR
-from napari_brainseg.inference import brain_box, normalise
+from napari_brainseg.preprocess import Z_SCORE, brain_box, normalise
 from napari_brainseg.io import BratsInputError, CaseFiles, find_case, is_case_folder, load_case
 
 
@@ -186,12 +186,13 @@ def sampling_weights(cases: Sequence[CaseFiles], correction_share: float) -> lis
     return [share / n_corrected if c else (1 - share) / (n - n_corrected) for c in corrected]
 
 
-def load_training_case(files: CaseFiles) -> dict:
-    """A case cropped to the brain and normalised: ``image`` (4, z, y, x) and ``label`` (1, z, y, x)."""
+def load_training_case(files: CaseFiles, normalisation: str = Z_SCORE) -> dict:
+    """A case cropped to the brain and normalised (a model's ``info.normalisation``): ``image`` (4, z, y, x) and
+    ``label`` (1, z, y, x)."""
     case = load_case(files)
     box = brain_box(case.image)
     return {
-        "image": normalise(case.image[(slice(None), *box)]),
+        "image": normalise(case.image[(slice(None), *box)], normalisation),
         "label": case.seg[box][None].astype(np.uint8),
         "case_id": case.case_id,
     }

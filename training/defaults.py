@@ -11,3 +11,5 @@ FINETUNE_EPOCHS = 10
 FINETUNE_STEPS_PER_EPOCH = 50
 FINETUNE_LR = 5e-4
 FINETUNE_WARMUP = 20
+PRECISIONS = ("auto", "fp32", "bf16")
+"""Training precisions: autocast to bf16, none, or bf16 on CUDA only (``auto``)."""

@@ -69,9 +69,11 @@ def ensemble_info(infos: Sequence[ModelInfo], paths: Sequence[str | Path], model
 def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id: str | None = None,
                          version: str | None = None, half: bool = False,
                          val_data: Sequence[str | Path] | None = None, device: str = "cpu",
-                         thresholds: Sequence[float] | None = None) -> tuple[Path, list[dict]]:
+                         thresholds: Sequence[float] | None = None,
+                         second_pass: bool | None = None) -> tuple[Path, list[dict]]:
     """Write the ensemble of the checkpoints ``paths`` to ``out`` (never overwritten), with ``thresholds`` (default
-    0.5 each) as its :attr:`~napari_brainseg.model.ModelInfo.thresholds`.
+    0.5 each) as its :attr:`~napari_brainseg.model.ModelInfo.thresholds` and ``second_pass`` (default off) as its
+    :attr:`~napari_brainseg.model.ModelInfo.second_pass`.
 
     With ``val_data`` it is scored on its validation cases found there (see :func:`ensemble_info`), and those
     scores become its ``metrics`` (returned per case too). ``half`` stores fp16 weights, and scores them as stored.
@@ -83,6 +85,7 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
     info = ensemble_info([i for _, i in loaded], paths, model_id, version)
     if thresholds:
         info.set_thresholds(thresholds)
+    info.second_pass = bool(second_pass)
     network = build_network(info)
     with torch.no_grad():
         for member, (model, _) in zip(network.members, loaded):
@@ -94,6 +97,6 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
     rows = []
     if val_data:
         rows = evaluate_cases(network.eval(), validation_cases(val_data, info.val_cases), device=device,
-                              threshold=info.thresholds)
+                              **info.segment_options())
     info.metrics = mean_scores(rows) if rows else {}
     return save_checkpoint(out, network, info, half=half), rows

@@ -11,12 +11,13 @@ import csv
 import json
 from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from napari_brainseg.atomic import atomic_path, write_text_atomic
-from napari_brainseg.inference import AUTO, Thresholds, segment
+from napari_brainseg.inference import AUTO, segment
 from napari_brainseg.io import CaseFiles, load_case
 from napari_brainseg.jobs import Progress, ProgressCallback, ShouldStop, drive
 from napari_brainseg.labels import REGION_NAMES, regions_from_labels
@@ -58,12 +59,12 @@ def score_case(
     device: str | torch.device = "cpu",
     tta: bool = False,
     roi_size: Sequence[int] | str | None = AUTO,
-    threshold: Thresholds = 0.5,
+    **options: Any,
 ) -> dict:
-    """Segment one case (at the model's ``threshold``, its ``info.thresholds``) and score it against its expert
-    labels: one row."""
+    """Segment one case with ``options`` of :func:`~napari_brainseg.inference.segment` (the model's own:
+    ``**info.segment_options()``) and score it against its expert labels: one row."""
     case = load_case(files)
-    result = segment(case.image, model, device=device, tta=tta, roi_size=roi_size, threshold=threshold)
+    result = segment(case.image, model, device=device, tta=tta, roi_size=roi_size, **options)
     return {"case_id": case.case_id, **region_scores(result.labels, case.seg, case.spacing),
             "seconds": round(result.seconds, 2)}
 
@@ -74,14 +75,14 @@ def evaluate_steps(
     device: str | torch.device = "cpu",
     tta: bool = False,
     roi_size: Sequence[int] | str | None = AUTO,
-    threshold: Thresholds = 0.5,
     stage: str = EVALUATE_STAGE,
+    **options: Any,
 ) -> Generator[Progress, None, list[dict]]:
-    """Segment each case and score it against its expert labels, yielding after each case (its id in
-    ``note``); returns one row per case."""
+    """Segment each case (``options`` as :func:`score_case`) and score it against its expert labels, yielding
+    after each case (its id in ``note``); returns one row per case."""
     rows = []
     for i, files in enumerate(cases):
-        rows.append(score_case(model, files, device, tta, roi_size, threshold))
+        rows.append(score_case(model, files, device, tta, roi_size, **options))
         yield Progress(stage, i + 1, len(cases), note=files.case_id)
     return rows
 
@@ -93,7 +94,7 @@ def evaluate_cases(
     should_stop: ShouldStop | None = None,
     **options,
 ) -> list[dict]:
-    """:func:`evaluate_steps` (``options``: its device, tta, roi_size, threshold) run to its end by
+    """:func:`evaluate_steps` (``options``: its device, tta, roi_size and :func:`score_case`'s) run to its end by
     :func:`napari_brainseg.jobs.drive`."""
     return drive(evaluate_steps(model, cases, **options), progress, should_stop)
 

@@ -133,11 +133,10 @@ def finetune(cfg: TrainConfig, log: Callable[[str], None] = print) -> Generator[
                   "not used for fine-tuning (--val-data; in napari, 'Validation cases'), or more cases.")
         base_rows, new_rows, comparison = [], [], []
     else:
-        base_rows = yield from evaluate_steps(base_model, cases, trainer.device, threshold=base_info.thresholds,
-                                              stage="evaluate base")
+        base_rows = yield from evaluate_steps(base_model, cases, trainer.device, stage="evaluate base",
+                                              **base_info.segment_options())
         new_rows = trainer.val_rows or (yield from evaluate_steps(new_model, cases, trainer.device,
-                                                                  threshold=info.thresholds,
-                                                                  stage="evaluate new"))
+                                                                  stage="evaluate new", **info.segment_options()))
         comparison = compare_scores(base_rows, new_rows)
         report = format_comparison(comparison, base_info.model_id, len(cases))
         seen = sorted({c.case_id for c in cases} & set(base_info.train_cases))

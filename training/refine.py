@@ -142,7 +142,7 @@ class RefineTrainer:
         (self.run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
         self.log(f"{len(self.cases)} training cases ({len(self.info.val_cases)} held out), {cfg.steps} steps of "
                  f"{cfg.batch} patch(es) {cfg.patch_size}, up to {cfg.max_clicks} clicks, on {self.device.type}.")
-        samples = [load_training_case(c) for c in self.cases]
+        samples = [load_training_case(c, self.info.normalisation) for c in self.cases]
         while self.step < cfg.steps:
             start = time.perf_counter()
             rng = random.Random(cfg.seed * 100_003 + self.step)

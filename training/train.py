@@ -28,6 +28,7 @@ import torch.distributed as dist
 from napari_brainseg.atomic import atomic_path, write_text_atomic
 from napari_brainseg.devices import select_device
 from napari_brainseg.jobs import Progress, ProgressCallback, ShouldStop, drive
+from napari_brainseg.preprocess import NORMALISATIONS
 from napari_brainseg.io import CaseFiles
 from napari_brainseg.model import (
     DEFAULT_ARCH,
@@ -51,6 +52,7 @@ from .data import (
     training_transforms,
     write_split,
 )
+from .defaults import PRECISIONS
 from .evaluate import evaluate_steps, mean_scores
 
 __all__ = ["Progress", "TrainConfig", "Trainer", "drive", "epoch_checkpoint"]  # Progress, drive: from jobs
@@ -99,6 +101,12 @@ class TrainConfig:
     """Least share of patches drawn from corrected cases when original cases are mixed in."""
     keep_checkpoints: bool = False
     """Also keep every epoch's checkpoint as ``RUN_DIR/epochs/model-eNNN.pt`` (to average them later)."""
+    normalisation: str = "z-score"
+    """How a new run normalises its input, a key of :data:`~napari_brainseg.preprocess.NORMALISATIONS`; a
+    fine-tune keeps its base's."""
+    precision: str = "auto"
+    """``fp32``, ``bf16`` (autocast; on a CPU, fast only with AMX or AVX-512 BF16) or ``auto``: bf16 on CUDA,
+    fp32 elsewhere."""
 
     @property
     def total_steps(self) -> int:
@@ -177,7 +185,10 @@ def _base_info(cfg: TrainConfig) -> tuple[torch.nn.Module, ModelInfo]:
         raise ValueError(f"Unknown network {cfg.arch!r}; choose one of {', '.join(NEW_ARCHITECTURES)}.")
     arch = NEW_ARCHITECTURES[cfg.arch]
     defaults = slice_arch_kwargs(overrides.get("context", 1)) if arch == SLICE_ARCH else DEFAULT_ARCH_KWARGS
-    info = ModelInfo(model_id="", arch=arch, patch_size=list(cfg.patch_size), arch_kwargs={**defaults, **overrides})
+    if cfg.normalisation not in NORMALISATIONS:
+        raise ValueError(f"Unknown normalisation {cfg.normalisation!r}; choose one of {', '.join(NORMALISATIONS)}.")
+    info = ModelInfo(model_id="", arch=arch, patch_size=list(cfg.patch_size), arch_kwargs={**defaults, **overrides},
+                     normalisation=NORMALISATIONS[cfg.normalisation])
     return build_network(info), info
 
 
@@ -185,6 +196,8 @@ class Trainer:
     """Runs, resumes and checkpoints one training run described by a :class:`TrainConfig`."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print):
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         self.cfg = cfg
         self.run = Path(cfg.out).expanduser()
         self.rank, self.world, self.device = _distributed(cfg.device)
@@ -272,9 +285,10 @@ class Trainer:
         image = batch["image"].to(self.device)
         label = batch["label"].to(self.device)
         target = torch.cat([label > 0, (label == NCR) | (label == ET), label == ET], dim=1).float()
-        amp = self.device.type == "cuda"
+        amp = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = self.loss_fn(model(image), target)
+            logits = model(image)
+        loss = self.loss_fn(logits.float(), target)  # the Dice sums in fp32
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -302,7 +316,7 @@ class Trainer:
         shard = shard_cases(self.train_cases, self.rank, self.world)
         for line in self.plan().splitlines():
             self.log(line)
-        samples = [load_training_case(c) for c in shard]
+        samples = [load_training_case(c, self.info.normalisation) for c in shard]
         weights = sampling_weights(shard, cfg.correction_share)
         if weights is not None:
             share = sum(w for w, c in zip(weights, shard) if is_correction(c))
@@ -339,7 +353,7 @@ class Trainer:
         if self.rank == 0 and self.val_cases and (self.epoch % self.cfg.val_every == 0 or last):
             self.model.eval()
             self.val_rows = yield from evaluate_steps(self.model, self.val_cases, device=self.device,
-                                                      threshold=self.info.thresholds, stage="validate")
+                                                      stage="validate", **self.info.segment_options())
             entry["val"] = mean_scores(self.val_rows)
             self.model.train()
         if self.rank == 0:

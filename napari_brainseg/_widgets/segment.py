@@ -14,9 +14,9 @@ from superqt.utils import qdebounced
 from .. import registry
 from ..backend import load_for_inference
 from ..devices import DEVICES, DeviceError, available_devices, select_device
-from ..inference import Segmentation, segment
+from ..inference import SECOND_PASS_STAGE, Segmentation, segment
 from ..io import BratsInputError
-from ..jobs import Cancelled, ProgressCallback, ShouldStop
+from ..jobs import Cancelled, Progress, ProgressCallback, ShouldStop
 from ..labels import region_volumes_ml
 from ..layers import (
     CaseContext,
@@ -51,8 +51,8 @@ def load_and_segment(
     loaded = load_for_inference(checkpoint, device=device, tta=tta)
     if should_stop():
         raise Cancelled("Segmentation cancelled while the model loaded.")
-    result = segment(image, loaded.model, loaded.device, tta=tta, threshold=loaded.info.thresholds,
-                     progress=progress, should_stop=should_stop)
+    result = segment(image, loaded.model, loaded.device, tta=tta, progress=progress, should_stop=should_stop,
+                     **loaded.info.segment_options())
     return result, loaded.info
 
 
@@ -142,6 +142,13 @@ class SegmentWidget(OffersCheckpointFiles, RunsInBackground, Container):
             lambda outcome: self._on_result(context, outcome),
             busy=f"Segmenting {context.case_id} on {device.upper()}\u2026",
         )
+
+    def on_progress(self, progress: Progress) -> None:
+        """The progress bar, which starts again for a model's second pass: the status line says why."""
+        super().on_progress(progress)
+        if progress.stage == SECOND_PASS_STAGE and progress.done <= 1:
+            self.status.info("Segmenting again: the whole tumour, normalised over the brain outside the tumour "
+                             "the first pass found\u2026")
 
     def _on_result(self, context: CaseContext, outcome: tuple[Segmentation, ModelInfo]) -> None:
         result, info = outcome
