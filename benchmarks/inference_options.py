@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_brainseg.inference import segment
+from napari_brainseg.inference import labels_from_probabilities, segment
 from napari_brainseg.io import load_case
-from napari_brainseg.labels import BACKGROUND, minor_components
 from napari_brainseg.model import load_model
 from napari_brainseg.training.data import discover_cases
 from napari_brainseg.training.evaluate import mean_scores, region_scores
@@ -53,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, list[dict]] = {}
     for files in cases:
         case = load_case(files)
+        brain = np.any(case.image != 0, axis=0)
         for name, options in OPTIONS.items():
-            result = segment(case.image, model, device="cpu", min_component_fraction=0,
-                             **info.segment_options(), **options)
+            # the model's own clean-up decides which tumour a second pass leaves out; the others apply after
+            result = segment(case.image, model, device="cpu", **info.segment_options(), **options)
             for fraction in CLEANUPS:
-                labels = result.labels.copy()
-                labels[minor_components(labels, fraction)] = BACKGROUND
+                labels = labels_from_probabilities(result.probabilities, brain, info.thresholds, fraction)
                 key = f"{name}, drop components < {fraction:.0%} of the largest" if fraction else name
                 scores = region_scores(labels, case.seg, case.spacing)
                 rows.setdefault(key, []).append({**scores, "seconds": result.seconds})

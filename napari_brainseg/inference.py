@@ -285,8 +285,10 @@ def segment(
     if second_pass:
         tumour = labels_from_probabilities(probs_crop, brain[box], threshold, min_component_fraction) != BACKGROUND
         if tumour.any() and np.count_nonzero(tumour) < SECOND_PASS_MAX_SHARE * np.count_nonzero(brain[box]):
-            again, _ = infer(normalise(raw, normalisation, exclude=tumour), SECOND_PASS_STAGE)
+            again, again_spread = infer(normalise(raw, normalisation, exclude=tumour), SECOND_PASS_STAGE)
             probs_crop[0] = again[0]
+            if spread_crop is not None:  # flips disagree where either pass's do
+                spread_crop = np.maximum(spread_crop, again_spread)
     probabilities = np.zeros((probs_crop.shape[0], *image.shape[1:]), dtype=np.float32)
     probabilities[(slice(None), *box)] = probs_crop
     uncertainty = None

@@ -160,7 +160,7 @@ def brain_statistics(image: np.ndarray, normalisation: str = Z_SCORE) -> tuple[n
         sample, brain = image.reshape(image.shape[0], -1), np.any(image != 0, axis=0).ravel()
     values = sample[:, brain].astype(np.float64)
     centre, spread = zip(*(centre_and_spread(channel, normalisation) for channel in values))
-    return np.array(centre), np.array(spread)
+    return np.array(centre), np.maximum(np.array(spread), 1e-6)
 
 
 def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...],

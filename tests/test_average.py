@@ -154,9 +154,13 @@ def test_thresholds_outside_0_to_1_are_refused_before_anything_is_written(kept_r
 
 
 def test_the_second_pass_is_recorded_when_asked_and_kept_from_the_last_checkpoint_otherwise(kept_run, tmp_path):
-    kept = [str(p) for p in sorted((kept_run / "run" / "epochs").iterdir())]
-    assert main(["average", *kept, "--out", str(tmp_path / "twice.pt"), "--second-pass"]) == 0
-    twice = load_model(tmp_path / "twice.pt")[1]
-    assert twice.second_pass and twice.segment_options()["second_pass"]
-    assert main(["average", *kept, "--out", str(tmp_path / "once.pt")]) == 0
-    assert load_model(tmp_path / "once.pt")[1].second_pass is False
+    first, *_, last = sorted((kept_run / "run" / "epochs").iterdir())
+    network, info = load_model(last)
+    info.second_pass = True
+    twice = save_checkpoint(tmp_path / "last-twice.pt", network, info)
+    for extra, expected in (([], True), (["--no-second-pass"], False)):
+        out = tmp_path / f"avg{len(extra)}.pt"
+        assert main(["average", str(first), str(twice), "--out", str(out), *extra]) == 0
+        assert load_model(out)[1].second_pass is expected
+    assert main(["average", str(first), str(last), "--out", str(tmp_path / "asked.pt"), "--second-pass"]) == 0
+    assert load_model(tmp_path / "asked.pt")[1].segment_options()["second_pass"] is True

@@ -227,7 +227,8 @@ def test_predict_and_the_segment_widget_segment_with_the_checkpoint_s_own_option
     loaded = load_for_inference(path, backend, "cpu")
     expected = segment(case.image, loaded.model, device="cpu", **info.segment_options()).labels
     plain = segment(case.image, loaded.model, device="cpu", threshold=info.thresholds).labels
-    assert not np.array_equal(expected, plain), "the options matter here"
+    once = segment(case.image, loaded.model, device="cpu", threshold=info.thresholds, normalisation=ROBUST).labels
+    assert not np.array_equal(expected, plain) and not np.array_equal(expected, once), "both options matter here"
     out = tmp_path / "labels.nii.gz"
     assert main(["predict", str(files.folder), "--output", str(out), "--model", str(path), "--backend", backend]) == 0
     written = np.asarray(nib.load(out).dataobj)

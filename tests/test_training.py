@@ -102,7 +102,18 @@ def test_a_robust_run_in_bf16_records_its_normalisation_and_validates_with_it(da
     assert info.training["config"]["precision"] == "bf16"
     val = [find_case(data_dir / case_id) for case_id in info.val_cases]
     rows = evaluate_cases(model, val, threshold=info.thresholds, normalisation=ROBUST)
+    z_scored = evaluate_cases(model, val, threshold=info.thresholds)
+    assert mean_scores(rows) != mean_scores(z_scored), "the normalisation matters here"
+    assert info.metrics["HD95_WT"] == pytest.approx(mean_scores(rows)["HD95_WT"])
     assert info.metrics["Dice_WT"] == pytest.approx(mean_scores(rows)["Dice_WT"])
+
+
+def test_a_run_resumed_with_another_normalisation_is_refused(data_dir, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_config(data_dir, run, epochs=1, normalisation="robust")).fit()
+    with pytest.raises(ValueError, match="normalised by robust, not by z-score; resume it with --normalisation robust"):
+        Trainer(tiny_config(data_dir, run, epochs=2))
+    assert Trainer(tiny_config(data_dir, run, epochs=2, normalisation="robust")).step == 2
 
 
 @pytest.mark.parametrize(("change", "message"), [({"normalisation": "min-max"}, "Unknown normalisation 'min-max'"),

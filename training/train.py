@@ -254,6 +254,14 @@ class Trainer:
         if not state_path.exists():
             return
         state = torch.load(state_path, map_location="cpu", weights_only=False)
+        trained_on = state.get("normalisation", self.info.normalisation)
+        if trained_on != self.info.normalisation:
+            names = {description: name for name, description in NORMALISATIONS.items()}
+            raise ValueError(
+                f"{self.run} was trained on input normalised by {names.get(trained_on, trained_on)}, not by "
+                f"{names.get(self.info.normalisation, self.info.normalisation)}; resume it with --normalisation "
+                f"{names.get(trained_on, trained_on)}, or train in a new run folder."
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -373,7 +381,7 @@ class Trainer:
             save_checkpoint(epoch_checkpoint(self.run, self.epoch), self.model, self.info)
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
-                 "history": self.history}
+                 "history": self.history, "normalisation": self.info.normalisation}
         with atomic_path(self.run / STATE_FILE) as temp:
             torch.save(state, temp)
 

@@ -146,7 +146,7 @@ class SegmentWidget(OffersCheckpointFiles, RunsInBackground, Container):
     def on_progress(self, progress: Progress) -> None:
         """The progress bar, which starts again for a model's second pass: the status line says why."""
         super().on_progress(progress)
-        if progress.stage == SECOND_PASS_STAGE and progress.done <= 1:
+        if progress.stage == SECOND_PASS_STAGE:
             self.status.info("Segmenting again: the whole tumour, normalised over the brain outside the tumour "
                              "the first pass found\u2026")
 
