@@ -2,10 +2,10 @@
 
 Each model segments each case once (default window, with its own options: a model that makes a second pass runs
 twice, normalising the second time outside the tumour its first pass found at its own thresholds; with several
-models their probabilities are averaged, as an ensemble would); every combination of the options below is then applied to the probabilities and
-scored (Dice and HD95 for WT, TC and ET). The table lists the combinations best first by mean Dice over the three
-regions; ``--json`` also keeps every case's scores. ``--cache DIR`` keeps each model's probabilities (float16) so
-that another combination of models costs no inference.
+models their probabilities are averaged, as an ensemble would); every combination of the options below is then
+applied to the probabilities and scored (Dice and HD95 for WT, TC and ET). The table lists the combinations best
+first by mean Dice over the three regions; ``--json`` also keeps every case's scores. ``--cache DIR`` keeps each
+model's probabilities (float16) so that another combination of models costs no inference.
 
     python benchmarks/postprocess.py --model bundled [PATH ...] --split training/splits/brats2018-v2.json \
         [--cache DIR] [--json OUT]

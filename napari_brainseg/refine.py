@@ -15,8 +15,9 @@ Two methods, chosen by ``model``:
   label (the tumour, for a click that adds tumour; the background, for a "not tumour" click), the error is
   taken to be a shell on their border (the simulated user clicks mid-way through it): the click takes voxels
   no further from them than itself (:data:`SHELL_FACTOR`), within :data:`SHELL_REACH_PER_DEPTH` times its
-  depth of it. This keeps a click on missed oedema from reaching far into look-alike brain beyond it. Elsewhere (a lesion the labels missed altogether) it reaches :data:`REACH_PER_DEPTH` times its
-  depth. Holes are filled.
+  depth of it. This keeps a click on missed oedema from reaching far into look-alike brain beyond it.
+  Elsewhere (a lesion the labels missed altogether) it reaches :data:`REACH_PER_DEPTH` times its depth. Holes
+  are filled.
   A "not tumour" click on a tumour component that lies wholly in the window and holds under
   :data:`ISLAND_SHARE` of all the tumour removes the component (a false island, not the tumour). No training
   needed.

@@ -10,14 +10,7 @@ from scipy import ndimage
 from napari_brainseg.clicks import CLICK_LABELS, ClickError, check_clicks, guidance_maps, next_click
 from napari_brainseg.io import MODALITIES
 from napari_brainseg.labels import BACKGROUND, ED, ET, NCR, LabelError, mask_dice
-from napari_brainseg.model import (
-    DEFAULT_ARCH_KWARGS,
-    CheckpointError,
-    ModelInfo,
-    build_network,
-    load_model,
-    save_checkpoint,
-)
+from napari_brainseg.model import CheckpointError, load_model, save_checkpoint
 from napari_brainseg.preprocess import ROBUST
 import napari_brainseg.refine as refine_module
 from napari_brainseg.refine import (
@@ -294,12 +287,12 @@ def test_brain_statistics_are_the_median_and_iqr_of_a_sample_of_brain_voxels_for
     np.testing.assert_allclose(spread, (q75 - q25) / 1.349, rtol=1e-6)
 
 
-def test_a_click_network_from_a_robust_model_sees_the_window_normalised_as_its_base(case, tmp_path, monkeypatch):
+def test_a_click_network_from_a_robust_model_sees_the_window_normalised_as_its_base(case, tiny_checkpoint, tmp_path,
+                                                                                  monkeypatch):
     image, truth = case
-    torch.manual_seed(0)
-    base_info = ModelInfo(model_id="robust", arch_kwargs={**DEFAULT_ARCH_KWARGS, "channels": [4, 8], "strides": [2]},
-                          normalisation=ROBUST)
-    base = save_checkpoint(tmp_path / "robust.pt", build_network(base_info), base_info)
+    segmenter, base_info = load_model(tiny_checkpoint)
+    base_info.normalisation = ROBUST
+    base = save_checkpoint(tmp_path / "robust.pt", segmenter, base_info)
     network, info = refinement_network(base)
     assert info.normalisation == ROBUST
     seen, original = [], refine_module.network_input

@@ -116,6 +116,22 @@ def test_a_run_resumed_with_another_normalisation_is_refused(data_dir, tmp_path)
     assert Trainer(tiny_config(data_dir, run, epochs=2, normalisation="robust")).step == 2
 
 
+@pytest.mark.parametrize(("precision", "bf16"), [("bf16", True), ("auto", False), ("fp32", False)])
+def test_bf16_precision_autocasts_the_network_and_auto_does_not_on_the_cpu(data_dir, tmp_path, monkeypatch,
+                                                                          precision, bf16):
+    import napari_brainseg.training.train as train_module
+
+    autocast, seen = train_module.torch.autocast, []
+
+    def spy(device_type, dtype=None, enabled=True, **kwargs):
+        seen.append((device_type, dtype, enabled))
+        return autocast(device_type, dtype=dtype, enabled=enabled, **kwargs)
+
+    monkeypatch.setattr(train_module.torch, "autocast", spy)
+    Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1, precision=precision)).fit()
+    assert seen and all(call == ("cpu", torch.bfloat16, bf16) for call in seen)
+
+
 @pytest.mark.parametrize(("change", "message"), [({"normalisation": "min-max"}, "Unknown normalisation 'min-max'"),
                                                  ({"precision": "fp8"}, "Unknown precision 'fp8'")])
 def test_an_unknown_normalisation_or_precision_is_refused_before_training(data_dir, tmp_path, change, message):
