@@ -40,7 +40,7 @@ from .devices import DEVICES, DeviceError, available_devices, select_device
 from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
 from .labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
 from .onnx_model import OnnxModel
-from .preprocess import BRAIN_MARGIN, Z_SCORE, brain_box, normalise
+from .preprocess import BRAIN_MARGIN, TUMOUR_EXCLUDED, Z_SCORE, brain_box, normalise
 from .window import OVERLAP, count_windows, sliding_window
 
 if TYPE_CHECKING:
@@ -247,6 +247,8 @@ def segment(
     ``normalisation`` is the model's own (``info.normalisation``, :mod:`.preprocess`). With ``second_pass`` (the
     model's ``info.second_pass``) the whole tumour comes from a second pass whose input is normalised over the
     brain outside the tumour the first pass found; TC and ET stay the first pass's (see :data:`SECOND_PASS_STAGE`).
+    A model trained on input normalised outside the tumour (:data:`~.preprocess.TUMOUR_EXCLUDED`) always runs
+    that second pass, and takes every region from it.
     """
     start = time.perf_counter()
     onnx = isinstance(model, OnnxModel)
@@ -282,11 +284,13 @@ def segment(
         return result
 
     probs_crop, spread_crop = infer(normalise(raw, normalisation), SEGMENT_STAGE)
-    if second_pass:
+    every_region = normalisation in TUMOUR_EXCLUDED
+    if second_pass or every_region:
         tumour = labels_from_probabilities(probs_crop, brain[box], threshold, min_component_fraction) != BACKGROUND
         if tumour.any() and np.count_nonzero(tumour) < SECOND_PASS_MAX_SHARE * np.count_nonzero(brain[box]):
             again, again_spread = infer(normalise(raw, normalisation, exclude=tumour), SECOND_PASS_STAGE)
-            probs_crop[0] = again[0]
+            taken = slice(None) if every_region else slice(0, 1)  # every region, or the whole tumour
+            probs_crop[taken] = again[taken]
             if spread_crop is not None:  # flips disagree where either pass's do
                 spread_crop = np.maximum(spread_crop, again_spread)
     probabilities = np.zeros((probs_crop.shape[0], *image.shape[1:]), dtype=np.float32)

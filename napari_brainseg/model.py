@@ -65,8 +65,7 @@ class ModelInfo:
     arch_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_ARCH_KWARGS))
     channels: list[str] = field(default_factory=lambda: list(MODALITIES))
     normalisation: str = Z_SCORE
-    """How the input is normalised: a description in :data:`preprocess.NORMALISATIONS` (z-score for every model
-    shipped so far)."""
+    """How the input is normalised: a description in :data:`preprocess.NORMALISATIONS`."""
     output: str = OUTPUT
     thresholds: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     """The probability over which a voxel is in WT, TC and ET: 0.5 unless chosen on validation cases

@@ -1,13 +1,16 @@
 """What the network sees of a case: the brain's bounding box, each channel normalised over brain voxels.
 
-Two normalisations, named by the description a checkpoint records (``ModelInfo.normalisation``):
-:data:`Z_SCORE` (mean and standard deviation, MONAI's ``NormalizeIntensity(nonzero=True, channel_wise=True)``;
-every model shipped so far) and :data:`ROBUST` (median and interquartile range). A large tumour drags a channel's
-mean and standard deviation: over the 29 BraTS 2018 cases it moved the FLAIR mean by up to 0.5 and its standard
-deviation by up to 1.9 times those of the tumour-free brain, so the same oedema looks fainter in a case with more
-of it. The median and quartiles move less (0.3 and 1.4 times at most), but a model trained on them did worse on
-held-out cases (weights/MODEL_CARD.md, *Session 11*); what ships instead leaves the tumour out of the statistics
-(``exclude``) in a second pass (:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`).
+Three normalisations, named by the description a checkpoint records (``ModelInfo.normalisation``):
+:data:`Z_SCORE` (mean and standard deviation, MONAI's ``NormalizeIntensity(nonzero=True, channel_wise=True)``),
+:data:`ROBUST` (median and interquartile range) and :data:`OUTSIDE_TUMOUR` (mean and standard deviation of the
+brain outside the tumour). A large tumour drags a channel's mean and standard deviation: over the 29 BraTS 2018
+cases it moved the FLAIR mean by up to 0.5 and its standard deviation by up to 1.9 times those of the tumour-free
+brain, so the same oedema looks fainter in a case with more of it. The median and quartiles move less (0.3 and 1.4
+times at most), but a model trained on them did worse on held-out cases (weights/MODEL_CARD.md, *Session 11*).
+:data:`OUTSIDE_TUMOUR` leaves the tumour out of the statistics (``exclude``): training leaves the expert's out,
+and ``segment`` the tumour a first pass finds (:data:`TUMOUR_EXCLUDED`); a model trained on it did worse still,
+its first pass missing most of a large tumour (*Session 12*). What ships is a z-score model that leaves the
+tumour out in a second pass for the whole tumour only (:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`).
 
 Plain numpy, so that both inference backends and the training data share it without importing torch.
 
@@ -32,11 +35,16 @@ import numpy as np
 BRAIN_MARGIN = 4
 Z_SCORE = "z-score per channel over brain (non-zero) voxels, background 0"
 ROBUST = "median and interquartile range / 1.349 per channel over brain (non-zero) voxels, background 0"
-NORMALISATIONS = {"z-score": Z_SCORE, "robust": ROBUST}
+OUTSIDE_TUMOUR = "z-score per channel over brain (non-zero) voxels outside the tumour, background 0"
+NORMALISATIONS = {"z-score": Z_SCORE, "robust": ROBUST, "z-score-outside-tumour": OUTSIDE_TUMOUR}
 """The normalisations by short name (the training CLI's ``--normalisation``) and the description a checkpoint
 records."""
 IQR_TO_STD = 1.349
 """The interquartile range of a normal distribution in standard deviations: robust units match z-score units."""
+TUMOUR_EXCLUDED = frozenset({OUTSIDE_TUMOUR})
+"""The normalisations whose statistics leave the tumour out (``normalise(..., exclude=tumour)``): a training case
+leaves its expert's tumour out; ``segment`` first normalises over the whole brain (no tumour is known yet), then
+again outside the tumour that first pass found, and takes every region from the second pass."""
 
 
 def brain_box(image: np.ndarray, margin: int = BRAIN_MARGIN) -> tuple[slice, slice, slice]:
@@ -95,4 +103,4 @@ def _median_and_iqr(values: np.ndarray) -> tuple[float, float]:
     return float(q50), float(q75 - q25) / IQR_TO_STD
 
 
-_CENTRE_AND_SPREAD = {Z_SCORE: _mean_and_std, ROBUST: _median_and_iqr}
+_CENTRE_AND_SPREAD = {Z_SCORE: _mean_and_std, ROBUST: _median_and_iqr, OUTSIDE_TUMOUR: _mean_and_std}

@@ -55,7 +55,7 @@ from scipy import ndimage
 
 from .clicks import CLICK_LABELS, BrainVoxels, Click, check_clicks, guidance_maps
 from .labels import BACKGROUND, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
-from .preprocess import Z_SCORE, centre_and_spread
+from .preprocess import TUMOUR_EXCLUDED, Z_SCORE, centre_and_spread
 
 REFINEMENT = "click-refinement"
 """The ``kind`` of a click-refinement checkpoint (:class:`model.ModelInfo`)."""
@@ -152,11 +152,14 @@ def click_window(centre: Sequence[int], shape: Sequence[int], size: Sequence[int
     return tuple(box)
 
 
-def brain_statistics(image: np.ndarray, normalisation: str = Z_SCORE) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel centre and spread (:func:`.preprocess.centre_and_spread`) over brain (non-zero) voxels,
-    from a regular sample of them."""
+def brain_statistics(image: np.ndarray, normalisation: str = Z_SCORE,
+                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel centre and spread (:func:`.preprocess.centre_and_spread`) over brain (non-zero) voxels outside
+    ``exclude`` (a (Z, Y, X) mask, say the tumour), from a regular sample of them."""
     sample = image.reshape(image.shape[0], -1)[:, ::_BRAIN_SAMPLE]
     brain = np.any(sample != 0, axis=0)
+    if exclude is not None:
+        brain &= ~exclude.ravel()[::_BRAIN_SAMPLE]
     if not brain.any():
         sample, brain = image.reshape(image.shape[0], -1), np.any(image != 0, axis=0).ravel()
     values = sample[:, brain].astype(np.float64)
@@ -164,10 +167,12 @@ def brain_statistics(image: np.ndarray, normalisation: str = Z_SCORE) -> tuple[n
     return np.array(centre), np.maximum(np.array(spread), 1e-6)
 
 
-def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...],
-                       normalisation: str = Z_SCORE) -> np.ndarray:
-    """The window of the normalised image (statistics over the whole brain), 0 outside the window's ``brain``."""
-    centre, spread = brain_statistics(image, normalisation)
+def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...], normalisation: str = Z_SCORE,
+                       labels: np.ndarray | None = None) -> np.ndarray:
+    """The window of the normalised image, 0 outside the window's ``brain``: statistics over the whole brain, or
+    outside the ``labels``' tumour for a normalisation that leaves the tumour out."""
+    tumour = labels != BACKGROUND if labels is not None and normalisation in TUMOUR_EXCLUDED else None
+    centre, spread = brain_statistics(image, normalisation, tumour)
     crop = (image[(slice(None), *box)] - centre[:, None, None, None]) / spread[:, None, None, None]
     return np.where(brain, crop, 0).astype(np.float32)
 
@@ -320,7 +325,7 @@ def _run_network(network, image: np.ndarray, labels: np.ndarray, brain: np.ndarr
     from .inference import NET_MULTIPLE
 
     net, info = network
-    x = network_input(_normalised_window(image, brain, box, info.normalisation), labels[box], clicks, box,
+    x = network_input(_normalised_window(image, brain, box, info.normalisation, labels), labels[box], clicks, box,
                       info.guidance["sigma"])
     pad = [(0, 0)] + [(0, -s % NET_MULTIPLE) for s in x.shape[1:]]
     dev = select_device(device)

@@ -20,7 +20,7 @@ from napari_brainseg.inference import (
 from napari_brainseg.jobs import Cancelled
 from napari_brainseg.io import load_case
 from napari_brainseg.model import SLICE_ARCH, ModelInfo, build_network, load_model, slice_arch_kwargs
-from napari_brainseg.preprocess import ROBUST, Z_SCORE
+from napari_brainseg.preprocess import OUTSIDE_TUMOUR, ROBUST, Z_SCORE
 
 MPS_PRESENT = devices._mps_available()
 
@@ -280,6 +280,31 @@ def test_a_second_pass_finds_the_whole_tumour_on_input_normalised_outside_the_fi
     assert stages[0] == inference.SEGMENT_STAGE and stages[-1] == inference.SECOND_PASS_STAGE
     single = _segment_on(backend, tmp_path)(image, roi_size=None, min_component_fraction=0)
     assert np.count_nonzero(result.labels) > np.count_nonzero(single.labels), "outside the tumour, the spread is less"
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_model_trained_outside_the_tumour_takes_every_region_from_the_second_pass(backend, tmp_path):
+    image, brain = _one_channel_case()
+    image[(slice(1, 3), *brain)] = image[(0, *brain)] ** 2, image[(0, *brain)] ** 3  # TC and ET vary too, over
+    raw = image[(slice(0, 3), *brain)].astype(np.float64)  # their means only where channel 0 is over its own
+    first_tumour = raw[0] > raw[0].mean()  # z-score over the whole brain: WT over 0.5
+    expected = np.stack([1 / (1 + np.exp(-(c - c[~first_tumour].mean()) / c[~first_tumour].std())) for c in raw])
+    stages = []
+    result = _segment_on(backend, tmp_path)(image, roi_size=None, min_component_fraction=0,
+                                            normalisation=OUTSIDE_TUMOUR, progress=lambda p: stages.append(p.stage))
+    np.testing.assert_allclose(result.probabilities[(slice(None), *brain)], expected, atol=1e-5)
+    assert stages[0] == inference.SEGMENT_STAGE and stages[-1] == inference.SECOND_PASS_STAGE
+
+
+def test_outside_tumour_normalisation_is_the_z_score_of_the_brain_outside_the_excluded_voxels(image):
+    tumour = np.zeros(image.shape[1:], dtype=bool)
+    tumour[(slice(None), *(slice(s // 3, s // 2) for s in image.shape[2:]))] = True
+    np.testing.assert_array_equal(normalise(image, OUTSIDE_TUMOUR), normalise(image, Z_SCORE))
+    out = normalise(image, OUTSIDE_TUMOUR, exclude=tumour)
+    for channel, raw in zip(out, image):
+        healthy = (raw != 0) & ~tumour
+        assert channel[healthy].mean() == pytest.approx(0, abs=1e-4)
+        assert channel[healthy].std() == pytest.approx(1, abs=1e-3)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])

@@ -11,7 +11,7 @@ from napari_brainseg.clicks import CLICK_LABELS, ClickError, check_clicks, guida
 from napari_brainseg.io import MODALITIES
 from napari_brainseg.labels import BACKGROUND, ED, ET, NCR, LabelError, mask_dice
 from napari_brainseg.model import CheckpointError, load_model, save_checkpoint
-from napari_brainseg.preprocess import ROBUST
+from napari_brainseg.preprocess import OUTSIDE_TUMOUR, ROBUST
 import napari_brainseg.refine as refine_module
 from napari_brainseg.refine import (
     GUIDANCE,
@@ -287,14 +287,24 @@ def test_brain_statistics_are_the_median_and_iqr_of_a_sample_of_brain_voxels_for
     np.testing.assert_allclose(spread, (q75 - q25) / 1.349, rtol=1e-6)
 
 
-def test_a_click_network_from_a_robust_model_sees_the_window_normalised_as_its_base(case, tiny_checkpoint, tmp_path,
-                                                                                  monkeypatch):
+def test_brain_statistics_leave_out_the_excluded_voxels(case):
+    image, truth = case
+    sample = image.reshape(4, -1)[:, ::7]
+    sample = sample[:, np.any(sample != 0, axis=0) & (truth.ravel()[::7] == BACKGROUND)]
+    centre, spread = brain_statistics(image, OUTSIDE_TUMOUR, exclude=truth != BACKGROUND)
+    np.testing.assert_allclose(centre, sample.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(spread, sample.std(axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("normalisation", [ROBUST, OUTSIDE_TUMOUR], ids=["robust", "outside-tumour"])
+def test_a_click_network_sees_the_window_normalised_as_its_base(case, tiny_checkpoint, tmp_path, monkeypatch,
+                                                               normalisation):
     image, truth = case
     segmenter, base_info = load_model(tiny_checkpoint)
-    base_info.normalisation = ROBUST
-    base = save_checkpoint(tmp_path / "robust.pt", segmenter, base_info)
+    base_info.normalisation = normalisation
+    base = save_checkpoint(tmp_path / "base.pt", segmenter, base_info)
     network, info = refinement_network(base)
-    assert info.normalisation == ROBUST
+    assert info.normalisation == normalisation
     seen, original = [], refine_module.network_input
 
     def spy(window: np.ndarray, *args) -> np.ndarray:
@@ -307,7 +317,8 @@ def test_a_click_network_from_a_robust_model_sees_the_window_normalised_as_its_b
     refine(image, labels, [click], model=save_checkpoint(tmp_path / "clicks.pt", network, info))
     box = click_window(click[:3], labels.shape, GUIDANCE["window"])
     brain = np.any(image[(slice(None), *box)] != 0, axis=0)
-    centre, spread = brain_statistics(image, ROBUST)
+    tumour = labels != BACKGROUND if normalisation == OUTSIDE_TUMOUR else None  # the current labels' tumour
+    centre, spread = brain_statistics(image, normalisation, tumour)
     window = image[(slice(None), *box)]
     expected = np.where(brain, (window - centre[:, None, None, None]) / spread[:, None, None, None], 0)
     np.testing.assert_allclose(seen[0], expected, atol=1e-5)

@@ -20,7 +20,9 @@ from napari_brainseg.io import MODALITIES, find_case, load_case
 from napari_brainseg.jobs import Progress
 from napari_brainseg.model import load_model, read_checkpoint
 from napari_brainseg.synthetic import write_synthetic_case
-from napari_brainseg.preprocess import ROBUST
+from napari_brainseg.preprocess import OUTSIDE_TUMOUR, ROBUST
+from napari_brainseg.training import train as train_module
+from napari_brainseg.training.data import load_training_case
 from napari_brainseg.training.evaluate import HD95_EMPTY, evaluate_cases, mean_scores, region_scores
 from napari_brainseg.training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, STATE_FILE, TrainConfig, Trainer
 
@@ -108,6 +110,20 @@ def test_a_robust_run_in_bf16_records_its_normalisation_and_validates_with_it(da
     assert info.metrics["Dice_WT"] == pytest.approx(mean_scores(rows)["Dice_WT"])
 
 
+def test_a_run_normalised_outside_the_tumour_records_it_and_validates_as_segment_does(data_dir, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(train_module, "load_training_case",
+                        lambda files, normalisation: seen.append(normalisation) or load_training_case(files, normalisation))
+    run = tmp_path / "outside"
+    assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2",
+                 "--normalisation", "z-score-outside-tumour", *TINY_ARGS]) == 0
+    model, info = load_model(run / MODEL_FILE)
+    assert info.normalisation == OUTSIDE_TUMOUR and set(seen) == {OUTSIDE_TUMOUR}
+    val = [find_case(data_dir / case_id) for case_id in info.val_cases]
+    rows = evaluate_cases(model, val, **info.segment_options())
+    assert info.metrics["Dice_WT"] == pytest.approx(mean_scores(rows)["Dice_WT"])
+
+
 def test_a_run_resumed_with_another_normalisation_is_refused(data_dir, tmp_path):
     run = tmp_path / "run"
     Trainer(tiny_config(data_dir, run, epochs=1, normalisation="robust")).fit()
@@ -119,8 +135,6 @@ def test_a_run_resumed_with_another_normalisation_is_refused(data_dir, tmp_path)
 @pytest.mark.parametrize(("precision", "bf16"), [("bf16", True), ("auto", False), ("fp32", False)])
 def test_bf16_precision_autocasts_the_network_and_auto_does_not_on_the_cpu(data_dir, tmp_path, monkeypatch,
                                                                           precision, bf16):
-    import napari_brainseg.training.train as train_module
-
     autocast, seen = train_module.torch.autocast, []
 
     def spy(device_type, dtype=None, enabled=True, **kwargs):

@@ -16,6 +16,7 @@ import pytest
 from napari_brainseg.export import SIDECAR_NAME, export_correction
 from napari_brainseg.io import BratsInputError, load_case
 from napari_brainseg.labels import ET, ET_2023
+from napari_brainseg.preprocess import OUTSIDE_TUMOUR
 from napari_brainseg.training.data import (
     IncompleteVersionWarning,
     discover_cases,
@@ -65,6 +66,16 @@ def test_a_training_case_is_cropped_to_the_brain_and_normalised(make_case):
     assert image.shape[0] == 4 and label.shape == (1, *image.shape[1:])
     brain = image[0] != 0
     assert abs(float(image[0][brain].mean())) < 1e-3 and abs(float(image[0][brain].std()) - 1) < 1e-2
+
+
+def test_a_case_for_a_model_normalised_outside_the_tumour_leaves_the_expert_tumour_out_of_the_statistics(make_case):
+    case = load_training_case(make_case("Brats18_A_1"), OUTSIDE_TUMOUR)
+    image, tumour = case["image"], case["label"][0] != 0
+    for channel in image:
+        healthy = (channel != 0) & ~tumour
+        assert abs(float(channel[healthy].mean())) < 1e-3 and abs(float(channel[healthy].std()) - 1) < 1e-2
+    whole = load_training_case(make_case("Brats18_A_1"))["image"]
+    assert not np.allclose(image, whole), "the tumour changes the statistics of the whole brain"
 
 
 def make_correction(make_case, case_id: str, version: str, seed: int = 0, **changes):

@@ -81,8 +81,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help='overrides of the network\'s arguments, e.g. \'{"channels": [8, 16], "strides": [2]}\' '
                         "(default: none)")
     p.add_argument("--normalisation", default="z-score", choices=list(NORMALISATIONS),
-                   help="each channel over brain voxels: z-score (mean, standard deviation) or robust (median, "
-                        "interquartile range); recorded in the checkpoint")
+                   help="each channel over brain voxels: z-score (mean, standard deviation), robust (median, "
+                        "interquartile range) or z-score-outside-tumour (mean, standard deviation of the brain outside "
+                        "the expert's tumour; the model then segments twice, the second time outside the tumour it "
+                        "found first); recorded in the checkpoint")
     p.set_defaults(func=cmd_train, interrupted=RESUME_HINT)
 
 

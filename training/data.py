@@ -38,7 +38,7 @@ import numpy as np
 
 from napari_brainseg.atomic import write_text_atomic
 from napari_brainseg.export import SIDECAR_NAME, VERSION_DIR
-from napari_brainseg.preprocess import Z_SCORE, brain_box, normalise
+from napari_brainseg.preprocess import TUMOUR_EXCLUDED, Z_SCORE, brain_box, normalise
 from napari_brainseg.io import BratsInputError, CaseFiles, find_case, is_case_folder, load_case
 
 
@@ -187,13 +187,16 @@ def sampling_weights(cases: Sequence[CaseFiles], correction_share: float) -> lis
 
 
 def load_training_case(files: CaseFiles, normalisation: str = Z_SCORE) -> dict:
-    """A case cropped to the brain and normalised (a model's ``info.normalisation``): ``image`` (4, z, y, x) and
-    ``label`` (1, z, y, x)."""
+    """A case cropped to the brain and normalised (a model's ``info.normalisation``; one of
+    :data:`~napari_brainseg.preprocess.TUMOUR_EXCLUDED` leaves the expert's tumour out of the statistics): ``image``
+    (4, z, y, x) and ``label`` (1, z, y, x)."""
     case = load_case(files)
     box = brain_box(case.image)
+    label = case.seg[box]
+    tumour = label != 0 if normalisation in TUMOUR_EXCLUDED else None
     return {
-        "image": normalise(case.image[(slice(None), *box)], normalisation),
-        "label": case.seg[box][None].astype(np.uint8),
+        "image": normalise(case.image[(slice(None), *box)], normalisation, exclude=tumour),
+        "label": label[None].astype(np.uint8),
         "case_id": case.case_id,
     }
 
