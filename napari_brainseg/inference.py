@@ -68,7 +68,8 @@ SECOND_PASS_STAGE = "segment again"
 """The stage of a model's second pass. A large tumour inflates a channel's brain statistics (the FLAIR standard
 deviation by up to 1.9 times over the 29 BraTS 2018 cases), so that its oedema looks fainter than in training;
 normalised over the brain outside the first pass's tumour, the second pass finds more of the whole tumour
-(weights/MODEL_CARD.md, *Session 11*)."""
+(weights/MODEL_CARD.md, *Session 11*). A model trained on input normalised outside the tumour
+(:data:`~.preprocess.TUMOUR_EXCLUDED`) takes every region from it."""
 SECOND_PASS_MAX_SHARE = 0.5
 """No second pass when the first pass's tumour covers this share of the brain box's brain or more: too little
 tumour-free brain is left to normalise over."""
@@ -247,8 +248,9 @@ def segment(
     ``normalisation`` is the model's own (``info.normalisation``, :mod:`.preprocess`). With ``second_pass`` (the
     model's ``info.second_pass``) the whole tumour comes from a second pass whose input is normalised over the
     brain outside the tumour the first pass found; TC and ET stay the first pass's (see :data:`SECOND_PASS_STAGE`).
-    A model trained on input normalised outside the tumour (:data:`~.preprocess.TUMOUR_EXCLUDED`) always runs
-    that second pass, and takes every region from it.
+    A model trained on input normalised outside the tumour (:data:`~.preprocess.TUMOUR_EXCLUDED`) runs that
+    second pass whatever ``second_pass`` says, and takes every region from it. Either way there is no second pass
+    when the first finds no tumour, or :data:`SECOND_PASS_MAX_SHARE` of the brain or more.
     """
     start = time.perf_counter()
     onnx = isinstance(model, OnnxModel)
@@ -291,8 +293,8 @@ def segment(
             again, again_spread = infer(normalise(raw, normalisation, exclude=tumour), SECOND_PASS_STAGE)
             taken = slice(None) if every_region else slice(0, 1)  # every region, or the whole tumour
             probs_crop[taken] = again[taken]
-            if spread_crop is not None:  # flips disagree where either pass's do
-                spread_crop = np.maximum(spread_crop, again_spread)
+            if spread_crop is not None:  # flips disagree where the kept passes' do
+                spread_crop = again_spread if every_region else np.maximum(spread_crop, again_spread)
     probabilities = np.zeros((probs_crop.shape[0], *image.shape[1:]), dtype=np.float32)
     probabilities[(slice(None), *box)] = probs_crop
     uncertainty = None

@@ -72,7 +72,8 @@ class ModelInfo:
     (``benchmarks/postprocess.py``; recorded by ``average`` or ``ensemble --thresholds``)."""
     second_pass: bool = False
     """Segment twice: the whole tumour the second time, its input normalised over the brain outside the tumour
-    the first pass found (:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`; ``average --second-pass``)."""
+    the first pass found (:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`; ``average --second-pass``). A
+    model whose ``normalisation`` leaves the tumour out segments twice anyway, every region the second time."""
     labels: dict[str, int] = field(default_factory=lambda: {"NCR/NET": 1, "oedema": 2, "enhancing": 4})
     orientation: str = "display axes (S, P, L): axis 0 inferior->superior"
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])

@@ -8,9 +8,10 @@ cases it moved the FLAIR mean by up to 0.5 and its standard deviation by up to 1
 brain, so the same oedema looks fainter in a case with more of it. The median and quartiles move less (0.3 and 1.4
 times at most), but a model trained on them did worse on held-out cases (weights/MODEL_CARD.md, *Session 11*).
 :data:`OUTSIDE_TUMOUR` leaves the tumour out of the statistics (``exclude``): training leaves the expert's out,
-and ``segment`` the tumour a first pass finds (:data:`TUMOUR_EXCLUDED`); a model trained on it did worse still,
-its first pass missing most of a large tumour (*Session 12*). What ships is a z-score model that leaves the
-tumour out in a second pass for the whole tumour only (:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`).
+and ``segment`` the tumour a first pass finds (:data:`TUMOUR_EXCLUDED`); a model trained on it did worse than
+the z-score model on every region, its first pass missing most of a large tumour (*Session 12*). What ships is
+a z-score model that leaves the tumour out in a second pass for the whole tumour only
+(:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`).
 
 Plain numpy, so that both inference backends and the training data share it without importing torch.
 
@@ -44,7 +45,13 @@ IQR_TO_STD = 1.349
 TUMOUR_EXCLUDED = frozenset({OUTSIDE_TUMOUR})
 """The normalisations whose statistics leave the tumour out (``normalise(..., exclude=tumour)``): a training case
 leaves its expert's tumour out; ``segment`` first normalises over the whole brain (no tumour is known yet), then
-again outside the tumour that first pass found, and takes every region from the second pass."""
+again outside the tumour that first pass found, and takes every region from the second pass (unless the first
+finds no tumour, or half the brain or more)."""
+
+
+def tumour_to_exclude(labels: np.ndarray, normalisation: str) -> np.ndarray | None:
+    """The tumour of ``labels`` (any non-zero label) when ``normalisation`` leaves the tumour out, else None."""
+    return labels != 0 if normalisation in TUMOUR_EXCLUDED else None
 
 
 def brain_box(image: np.ndarray, margin: int = BRAIN_MARGIN) -> tuple[slice, slice, slice]:

@@ -55,7 +55,7 @@ from scipy import ndimage
 
 from .clicks import CLICK_LABELS, BrainVoxels, Click, check_clicks, guidance_maps
 from .labels import BACKGROUND, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
-from .preprocess import TUMOUR_EXCLUDED, Z_SCORE, centre_and_spread
+from .preprocess import Z_SCORE, centre_and_spread, tumour_to_exclude
 
 REFINEMENT = "click-refinement"
 """The ``kind`` of a click-refinement checkpoint (:class:`model.ModelInfo`)."""
@@ -155,7 +155,8 @@ def click_window(centre: Sequence[int], shape: Sequence[int], size: Sequence[int
 def brain_statistics(image: np.ndarray, normalisation: str = Z_SCORE,
                      exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel centre and spread (:func:`.preprocess.centre_and_spread`) over brain (non-zero) voxels outside
-    ``exclude`` (a (Z, Y, X) mask, say the tumour), from a regular sample of them."""
+    ``exclude`` (a (Z, Y, X) mask, say the tumour), from a regular sample of them (of all brain voxels, the
+    excluded ones too, where the sample holds none)."""
     sample = image.reshape(image.shape[0], -1)[:, ::_BRAIN_SAMPLE]
     brain = np.any(sample != 0, axis=0)
     if exclude is not None:
@@ -171,7 +172,7 @@ def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, .
                        labels: np.ndarray | None = None) -> np.ndarray:
     """The window of the normalised image, 0 outside the window's ``brain``: statistics over the whole brain, or
     outside the ``labels``' tumour for a normalisation that leaves the tumour out."""
-    tumour = labels != BACKGROUND if labels is not None and normalisation in TUMOUR_EXCLUDED else None
+    tumour = None if labels is None else tumour_to_exclude(labels, normalisation)
     centre, spread = brain_statistics(image, normalisation, tumour)
     crop = (image[(slice(None), *box)] - centre[:, None, None, None]) / spread[:, None, None, None]
     return np.where(brain, crop, 0).astype(np.float32)

@@ -294,6 +294,11 @@ def test_brain_statistics_leave_out_the_excluded_voxels(case):
     centre, spread = brain_statistics(image, OUTSIDE_TUMOUR, exclude=truth != BACKGROUND)
     np.testing.assert_allclose(centre, sample.mean(axis=1), rtol=1e-6)
     np.testing.assert_allclose(spread, sample.std(axis=1), rtol=1e-6)
+    everything = np.ones(truth.shape, dtype=bool)  # nothing left: all the brain's voxels
+    brain = image[:, np.any(image != 0, axis=0)].astype(np.float64)
+    centre, spread = brain_statistics(image, OUTSIDE_TUMOUR, exclude=everything)
+    np.testing.assert_allclose(centre, brain.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(spread, brain.std(axis=1), rtol=1e-6)
 
 
 @pytest.mark.parametrize("normalisation", [ROBUST, OUTSIDE_TUMOUR], ids=["robust", "outside-tumour"])

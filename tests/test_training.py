@@ -112,8 +112,12 @@ def test_a_robust_run_in_bf16_records_its_normalisation_and_validates_with_it(da
 
 def test_a_run_normalised_outside_the_tumour_records_it_and_validates_as_segment_does(data_dir, tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(train_module, "load_training_case",
-                        lambda files, normalisation: seen.append(normalisation) or load_training_case(files, normalisation))
+
+    def spy(files, normalisation: str) -> dict:
+        seen.append(normalisation)
+        return load_training_case(files, normalisation)
+
+    monkeypatch.setattr(train_module, "load_training_case", spy)
     run = tmp_path / "outside"
     assert main(["train", "--data", str(data_dir), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2",
                  "--normalisation", "z-score-outside-tumour", *TINY_ARGS]) == 0

@@ -84,7 +84,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="each channel over brain voxels: z-score (mean, standard deviation), robust (median, "
                         "interquartile range) or z-score-outside-tumour (mean, standard deviation of the brain outside "
                         "the expert's tumour; the model then segments twice, the second time outside the tumour it "
-                        "found first); recorded in the checkpoint")
+                        "found first, unless it found none or half the brain); recorded in the checkpoint")
     p.set_defaults(func=cmd_train, interrupted=RESUME_HINT)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from napari_brainseg.atomic import write_text_atomic
 from napari_brainseg.export import SIDECAR_NAME, VERSION_DIR
-from napari_brainseg.preprocess import TUMOUR_EXCLUDED, Z_SCORE, brain_box, normalise
+from napari_brainseg.preprocess import Z_SCORE, brain_box, normalise, tumour_to_exclude
 from napari_brainseg.io import BratsInputError, CaseFiles, find_case, is_case_folder, load_case
 
 
@@ -193,7 +193,7 @@ def load_training_case(files: CaseFiles, normalisation: str = Z_SCORE) -> dict:
     case = load_case(files)
     box = brain_box(case.image)
     label = case.seg[box]
-    tumour = label != 0 if normalisation in TUMOUR_EXCLUDED else None
+    tumour = tumour_to_exclude(label, normalisation)
     return {
         "image": normalise(case.image[(slice(None), *box)], normalisation, exclude=tumour),
         "label": label[None].astype(np.uint8),

@@ -147,8 +147,8 @@ class SegmentWidget(OffersCheckpointFiles, RunsInBackground, Container):
         """The progress bar, which starts again for a model's second pass: the status line says why."""
         super().on_progress(progress)
         if progress.stage == SECOND_PASS_STAGE:
-            self.status.info("Segmenting again: the whole tumour, normalised over the brain outside the tumour "
-                             "the first pass found\u2026")
+            self.status.info("Segmenting again, on the case normalised over the brain outside the tumour the first "
+                             "pass found\u2026")
 
     def _on_result(self, context: CaseContext, outcome: tuple[Segmentation, ModelInfo]) -> None:
         result, info = outcome
