@@ -296,6 +296,28 @@ def test_a_model_trained_outside_the_tumour_takes_every_region_from_the_second_p
     assert stages[0] == inference.SEGMENT_STAGE and stages[-1] == inference.SECOND_PASS_STAGE
 
 
+class ChannelsPlusRamp(torch.nn.Module):
+    """:class:`ChannelsAsLogits` plus a ramp along the first axis: flips disagree, by how much depends on the input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :3] + torch.linspace(-2, 2, x.shape[2])[:, None, None]
+
+
+def test_the_uncertainty_of_a_model_trained_outside_the_tumour_is_its_second_pass_spread_over_flips():
+    image, brain = _one_channel_case()
+    image[(slice(1, 3), *brain)] = image[(0, *brain)] ** 2, image[(0, *brain)] ** 3  # every region's spread varies
+    network, box = ChannelsPlusRamp(), brain_box(image)
+    raw, inside = image[(slice(None), *box)], np.any(image[(slice(None), *box)] != 0, axis=0)
+    cpu = torch.device("cpu")
+    first, first_spread = inference.predict_regions(network, normalise(raw, OUTSIDE_TUMOUR), cpu, tta=True)
+    tumour = inference.labels_from_probabilities(first, inside, 0.5, 0) != 0
+    _, second_spread = inference.predict_regions(network, normalise(raw, OUTSIDE_TUMOUR, exclude=tumour), cpu, tta=True)
+    result = segment(image, network, device="cpu", roi_size=None, tta=True, min_component_fraction=0,
+                     normalisation=OUTSIDE_TUMOUR)
+    np.testing.assert_allclose(result.uncertainty[box], second_spread, atol=1e-6)
+    assert (first_spread > second_spread + 1e-3).any(), "the first pass's spread would show where it is larger"
+
+
 def test_outside_tumour_normalisation_is_the_z_score_of_the_brain_outside_the_excluded_voxels(image):
     tumour = np.zeros(image.shape[1:], dtype=bool)
     tumour[(slice(None), *(slice(s // 3, s // 2) for s in image.shape[2:]))] = True
