@@ -13,3 +13,11 @@ FINETUNE_LR = 5e-4
 FINETUNE_WARMUP = 20
 PRECISIONS = ("auto", "fp32", "bf16")
 """Training precisions: autocast to bf16, none, or bf16 on CUDA only (``auto``)."""
+DICE_BCE = "dice-bce"
+DICE_SOFTMAX_CE = "dice-softmax-ce"
+LOSSES = {
+    DICE_BCE: "batch Dice + binary cross-entropy on each region's sigmoid",
+    DICE_SOFTMAX_CE: "MONAI's DiceCELoss(sigmoid=True, batch=True): batch Dice + a softmax cross-entropy across the "
+                     "overlapping regions (every run until session 13)",
+}
+"""The losses on the regions WT/TC/ET (:mod:`.losses` builds them)."""

@@ -33,6 +33,7 @@ from napari_brainseg.model import load_model, save_checkpoint
 from napari_brainseg.refine import GUIDANCE, network_input, refinement_network
 
 from .data import discover_cases, load_training_case, read_split
+from .losses import region_loss
 from .train import MODEL_FILE, STATE_FILE
 
 TUMOUR_CENTRED = 0.8
@@ -123,9 +124,7 @@ class RefineTrainer:
         self.net.to(self.device).train()
         self.segmenter.to(self.device).eval()
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=1e-5)
-        from monai.losses import DiceCELoss
-
-        self.loss_fn = DiceCELoss(sigmoid=True, batch=True)
+        self.loss_fn = region_loss()
         self.step, self.seconds = 0, 0.0
         state = self.run / STATE_FILE
         if state.exists():

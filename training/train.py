@@ -1,4 +1,5 @@
-"""The training loop: patches from cached cases, Dice + BCE on WT/TC/ET, AdamW with warm-up and cosine decay.
+"""The training loop: patches from cached cases, a loss on the regions WT/TC/ET (:mod:`.losses`), AdamW with warm-up
+and cosine decay.
 
 One loop serves ``train`` and ``finetune`` (which starts from a base checkpoint). It runs on one
 device or under ``torchrun`` with DistributedDataParallel (gloo on CPU, NCCL with one GPU per process
@@ -52,8 +53,9 @@ from .data import (
     training_transforms,
     write_split,
 )
-from .defaults import PRECISIONS
+from .defaults import DICE_BCE, DICE_SOFTMAX_CE, LOSSES, PRECISIONS
 from .evaluate import evaluate_steps, mean_scores
+from .losses import region_loss
 
 __all__ = ["Progress", "TrainConfig", "Trainer", "drive", "epoch_checkpoint"]  # Progress, drive: from jobs
 
@@ -104,6 +106,8 @@ class TrainConfig:
     normalisation: str = "z-score"
     """How a new run normalises its input, a key of :data:`~napari_brainseg.preprocess.NORMALISATIONS`; a
     fine-tune keeps its base's."""
+    loss: str = DICE_BCE
+    """The loss on WT/TC/ET, a key of :data:`~.losses.LOSSES`."""
     precision: str = "auto"
     """``fp32``, ``bf16`` (autocast; on a CPU, fast only with AMX or AVX-512 BF16) or ``auto``: bf16 on CUDA,
     fp32 elsewhere."""
@@ -198,6 +202,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print):
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        if cfg.loss not in LOSSES:
+            raise ValueError(f"Unknown loss {cfg.loss!r}; choose one of {', '.join(LOSSES)}.")
         self.cfg = cfg
         self.run = Path(cfg.out).expanduser()
         self.rank, self.world, self.device = _distributed(cfg.device)
@@ -224,9 +230,7 @@ class Trainer:
         from monai.optimizers import WarmupCosineSchedule
 
         self.scheduler = WarmupCosineSchedule(self.optimizer, cfg.warmup_steps, cfg.total_steps)
-        from monai.losses import DiceCELoss
-
-        self.loss_fn = DiceCELoss(sigmoid=True, batch=True)
+        self.loss_fn = region_loss(cfg.loss)
         self.epoch, self.step, self.history = 0, 0, []
         self._resume()
 
@@ -262,6 +266,10 @@ class Trainer:
                 f"{names.get(self.info.normalisation, self.info.normalisation)}; resume it with --normalisation "
                 f"{names.get(trained_on, trained_on)}, or train in a new run folder."
             )
+        trained_with = state.get("loss", DICE_SOFTMAX_CE)  # the only loss before it was recorded
+        if trained_with != self.cfg.loss:
+            raise ValueError(f"{self.run} was trained with the loss {trained_with}, not {self.cfg.loss}; resume it with "
+                             f"--loss {trained_with}, or train in a new run folder.")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -381,7 +389,7 @@ class Trainer:
             save_checkpoint(epoch_checkpoint(self.run, self.epoch), self.model, self.info)
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
-                 "history": self.history, "normalisation": self.info.normalisation}
+                 "history": self.history, "normalisation": self.info.normalisation, "loss": self.cfg.loss}
         with atomic_path(self.run / STATE_FILE) as temp:
             torch.save(state, temp)
 

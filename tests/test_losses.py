@@ -1,0 +1,47 @@
+"""The training losses on the overlapping regions WT/TC/ET: Dice + a binary cross-entropy per region, and the
+old MONAI DiceCELoss, whose cross-entropy ignores background voxels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+
+from napari_brainseg.training.losses import DICE_BCE, DICE_SOFTMAX_CE, region_loss
+
+
+def regions_and_logits(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random logits and nested WT/TC/ET masks (ET inside TC inside WT) for two 8^3 patches."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 3, 8, 8, 8, generator=generator)
+    level = torch.randint(0, 4, (2, 1, 8, 8, 8), generator=generator)  # 0 background, 1 WT, 2 TC, 3 ET
+    target = torch.cat([level >= 1, level >= 2, level >= 3], dim=1).float()
+    return logits, target
+
+
+def test_dice_bce_is_monai_batch_dice_plus_the_binary_cross_entropy_of_every_region_and_voxel():
+    logits, target = regions_and_logits()
+    expected = DiceLoss(sigmoid=True, batch=True)(logits, target) + F.binary_cross_entropy(
+        torch.sigmoid(logits), target)
+    assert region_loss(DICE_BCE)(logits, target).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_dice_bce_is_the_default():
+    logits, target = regions_and_logits(1)
+    assert region_loss()(logits, target).item() == region_loss(DICE_BCE)(logits, target).item()
+
+
+def test_only_dice_bce_teaches_background_voxels_in_its_cross_entropy():
+    logits = torch.full((1, 3, 4, 4, 4), 3.0, requires_grad=True)  # confident tumour everywhere
+    background = torch.zeros(1, 3, 4, 4, 4)
+    new, old = region_loss(DICE_BCE), region_loss(DICE_SOFTMAX_CE)
+    assert new.bce(logits, background).item() == pytest.approx(F.softplus(torch.tensor(3.0)).item())
+    assert old.ce(logits, background).item() == 0.0  # the softmax cross-entropy of an all-zero target
+    old.ce(logits, background).backward()
+    assert torch.count_nonzero(logits.grad) == 0
+
+
+def test_an_unknown_loss_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="Unknown loss 'focal'; choose one of dice-bce, dice-softmax-ce"):
+        region_loss("focal")
