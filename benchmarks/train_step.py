@@ -1,7 +1,7 @@
 """Seconds per training step of candidate networks on this machine: what a recipe lever costs before it is trained.
 
 Each network takes the step ``training`` takes: two random 4-channel patches (96^3 by default), the forward pass,
-the training's loss on WT/TC/ET (``training.losses.region_loss``), the backward pass and an AdamW update. A
+the training's default loss on WT/TC/ET (``training.losses.region_loss``), the backward pass and an AdamW update. A
 network with deep supervision (MONAI ``DynUNet``, ``SegResNetDS``) is trained on every head, as nnU-Net does,
 through MONAI's ``DeepSupervisionLoss``. Per network it prints the parameters, the median seconds of the timed
 steps (after one untimed step), what 3,750 steps (the recipe's schedule) would take, and the median seconds of an

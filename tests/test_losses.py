@@ -1,5 +1,5 @@
-"""The training losses on the overlapping regions WT/TC/ET: Dice + a binary cross-entropy per region, and the
-old MONAI DiceCELoss, whose cross-entropy ignores background voxels."""
+"""The training losses on the overlapping regions WT/TC/ET: Dice + a binary cross-entropy per region, and MONAI's
+DiceCELoss (the default), whose cross-entropy ignores background voxels."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def test_dice_bce_is_monai_batch_dice_plus_the_binary_cross_entropy_of_every_reg
     assert region_loss(DICE_BCE)(logits, target).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_dice_bce_is_the_default():
+def test_the_default_is_the_loss_of_every_shipped_model():
     logits, target = regions_and_logits(1)
-    assert region_loss()(logits, target).item() == region_loss(DICE_BCE)(logits, target).item()
+    assert region_loss()(logits, target).item() == region_loss(DICE_SOFTMAX_CE)(logits, target).item()
 
 
 def test_only_dice_bce_teaches_background_voxels_in_its_cross_entropy():

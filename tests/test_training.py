@@ -24,7 +24,7 @@ from napari_brainseg.preprocess import OUTSIDE_TUMOUR, ROBUST
 from napari_brainseg.training import train as train_module
 from napari_brainseg.training.data import load_training_case
 from napari_brainseg.training.evaluate import HD95_EMPTY, evaluate_cases, mean_scores, region_scores
-from napari_brainseg.training.losses import DICE_SOFTMAX_CE, region_loss
+from napari_brainseg.training.losses import DICE_BCE, region_loss
 from napari_brainseg.training.train import LOG_FILE, MODEL_FILE, SPLIT_FILE, STATE_FILE, TrainConfig, Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -153,16 +153,16 @@ def test_bf16_precision_autocasts_the_network_and_auto_does_not_on_the_cpu(data_
 
 def test_a_run_resumed_with_another_loss_is_refused_and_an_unrecorded_loss_is_the_old_one(data_dir, tmp_path):
     run = tmp_path / "run"
-    Trainer(tiny_config(data_dir, run, epochs=1)).fit()
+    Trainer(tiny_config(data_dir, run, epochs=1, loss=DICE_BCE)).fit()
     with pytest.raises(ValueError, match="trained with the loss dice-bce, not dice-softmax-ce; resume it with --loss "
                                          "dice-bce"):
-        Trainer(tiny_config(data_dir, run, epochs=2, loss=DICE_SOFTMAX_CE))
+        Trainer(tiny_config(data_dir, run, epochs=2))
     state = torch.load(run / STATE_FILE, weights_only=False)
     del state["loss"]  # a run folder written before the loss was recorded
     torch.save(state, run / STATE_FILE)
     with pytest.raises(ValueError, match="trained with the loss dice-softmax-ce"):
-        Trainer(tiny_config(data_dir, run, epochs=2))
-    assert Trainer(tiny_config(data_dir, run, epochs=2, loss=DICE_SOFTMAX_CE)).step == 2
+        Trainer(tiny_config(data_dir, run, epochs=2, loss=DICE_BCE))
+    assert Trainer(tiny_config(data_dir, run, epochs=2)).step == 2
 
 
 def test_the_run_trains_with_its_loss_and_records_it(data_dir, tmp_path, monkeypatch):
@@ -173,9 +173,9 @@ def test_the_run_trains_with_its_loss_and_records_it(data_dir, tmp_path, monkeyp
         return region_loss(name)
 
     monkeypatch.setattr(train_module, "region_loss", spy)
-    Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1, loss=DICE_SOFTMAX_CE)).fit()
-    assert calls == [DICE_SOFTMAX_CE]
-    assert read_checkpoint(tmp_path / "run" / MODEL_FILE)["info"]["training"]["config"]["loss"] == DICE_SOFTMAX_CE
+    Trainer(tiny_config(data_dir, tmp_path / "run", epochs=1, loss=DICE_BCE)).fit()
+    assert calls == [DICE_BCE]
+    assert read_checkpoint(tmp_path / "run" / MODEL_FILE)["info"]["training"]["config"]["loss"] == DICE_BCE
 
 
 @pytest.mark.parametrize(("change", "message"), [({"normalisation": "min-max"}, "Unknown normalisation 'min-max'"),

@@ -20,7 +20,9 @@ from napari_brainseg.backend import BACKEND_HELP, BACKENDS
 from napari_brainseg.devices import DEVICES
 from napari_brainseg.preprocess import NORMALISATIONS
 
-from .defaults import DEFAULT_DATA, DICE_BCE, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH, LOSSES, PRECISIONS
+from .defaults import (
+    DEFAULT_DATA, DEFAULT_LOSS, FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_STEPS_PER_EPOCH, LOSSES, PRECISIONS,
+)
 
 MODEL_HELP = "'bundled', the name of a registered model (see 'napari-brainseg models') or a checkpoint .pt path"
 RESUME_HINT = "Interrupted. The run folder keeps the last completed epoch: run the same command again to resume."
@@ -62,10 +64,10 @@ def _add_run_args(p: argparse.ArgumentParser, finetuning: bool) -> None:
                    help="least share of patches drawn from corrected cases when original cases are mixed in")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep every epoch's checkpoint in RUN_DIR/epochs/ (for 'average')")
-    p.add_argument("--loss", default=DICE_BCE, choices=list(LOSSES),
-                   help="on the regions WT/TC/ET: dice-bce (batch Dice + binary cross-entropy per region), or "
-                        "dice-softmax-ce (MONAI's DiceCELoss, whose cross-entropy is a softmax across the overlapping "
-                        "regions: every run until session 13)")
+    p.add_argument("--loss", default=DEFAULT_LOSS, choices=list(LOSSES),
+                   help="on the regions WT/TC/ET: dice-softmax-ce (MONAI's DiceCELoss, whose cross-entropy is a "
+                        "softmax across the overlapping regions: every shipped model's) or dice-bce (batch Dice + "
+                        "binary cross-entropy per region; lower on held-out cases at this project's CPU schedule)")
     p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="bf16: autocast (a training step about 1.6 times as fast on this project's CPU, which has "
                         "AMX); auto: bf16 on CUDA, fp32 elsewhere")

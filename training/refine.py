@@ -5,7 +5,8 @@ guidance channels' weights at zero). Each training sample is a patch of :data:`r
 (mostly centred on tumour, randomly flipped); the base model's labels on it stand for what the user sees
 first. The simulated user of the click benchmark (:func:`clicks.next_click`) then clicks on the network's own
 errors, 1 to ``max_clicks`` times, the network answering each click without gradients; the last answer is
-trained against the expert's labels (Dice + BCE on WT/TC/ET). The base model's validation cases are left out.
+trained against the expert's labels (the default loss of :mod:`.losses` on WT/TC/ET). The base model's validation
+cases are left out.
 
 Every ``save_every`` steps it writes ``RUN_DIR/model.pt`` (a click-refinement checkpoint that
 ``refine(..., model=...)``, the Refine widget and ``benchmarks/click_effort.py --model`` take) and

@@ -53,7 +53,7 @@ from .data import (
     training_transforms,
     write_split,
 )
-from .defaults import DICE_BCE, DICE_SOFTMAX_CE, LOSSES, PRECISIONS
+from .defaults import DEFAULT_LOSS, DICE_SOFTMAX_CE, LOSSES, PRECISIONS
 from .evaluate import evaluate_steps, mean_scores
 from .losses import region_loss
 
@@ -106,7 +106,7 @@ class TrainConfig:
     normalisation: str = "z-score"
     """How a new run normalises its input, a key of :data:`~napari_brainseg.preprocess.NORMALISATIONS`; a
     fine-tune keeps its base's."""
-    loss: str = DICE_BCE
+    loss: str = DEFAULT_LOSS
     """The loss on WT/TC/ET, a key of :data:`~.losses.LOSSES`."""
     precision: str = "auto"
     """``fp32``, ``bf16`` (autocast; on a CPU, fast only with AMX or AVX-512 BF16) or ``auto``: bf16 on CUDA,
@@ -268,8 +268,8 @@ class Trainer:
             )
         trained_with = state.get("loss", DICE_SOFTMAX_CE)  # the only loss before it was recorded
         if trained_with != self.cfg.loss:
-            raise ValueError(f"{self.run} was trained with the loss {trained_with}, not {self.cfg.loss}; resume it with "
-                             f"--loss {trained_with}, or train in a new run folder.")
+            raise ValueError(f"{self.run} was trained with the loss {trained_with}, not {self.cfg.loss}; resume it "
+                             f"with --loss {trained_with}, or train in a new run folder.")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
