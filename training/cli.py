@@ -65,9 +65,7 @@ def _add_run_args(p: argparse.ArgumentParser, finetuning: bool) -> None:
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep every epoch's checkpoint in RUN_DIR/epochs/ (for 'average')")
     p.add_argument("--loss", default=DEFAULT_LOSS, choices=list(LOSSES),
-                   help="on the regions WT/TC/ET: dice-softmax-ce (MONAI's DiceCELoss, whose cross-entropy is a "
-                        "softmax across the overlapping regions: every shipped model's) or dice-bce (batch Dice + "
-                        "binary cross-entropy per region; lower on held-out cases at this project's CPU schedule)")
+                   help="on the regions WT/TC/ET: " + "; ".join(f"{name} ({text})" for name, text in LOSSES.items()))
     p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="bf16: autocast (a training step about 1.6 times as fast on this project's CPU, which has "
                         "AMX); auto: bf16 on CUDA, fp32 elsewhere")

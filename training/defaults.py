@@ -16,12 +16,11 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DICE_BCE = "dice-bce"
 DICE_SOFTMAX_CE = "dice-softmax-ce"
 LOSSES = {
-    DICE_BCE: "batch Dice + binary cross-entropy on each region's sigmoid",
-    DICE_SOFTMAX_CE: "MONAI's DiceCELoss(sigmoid=True, batch=True): batch Dice + a softmax cross-entropy across the "
-                     "overlapping regions (every run until session 13)",
+    DICE_SOFTMAX_CE: "MONAI's DiceCELoss, whose cross-entropy is a softmax across the overlapping regions: every "
+                     "shipped model's",
+    DICE_BCE: "batch Dice + binary cross-entropy per region; lower on held-out cases at this project's CPU schedule",
 }
-"""The losses on the regions WT/TC/ET (:mod:`.losses` builds them)."""
+"""The losses on the regions WT/TC/ET (:mod:`.losses` builds them), the default first."""
 DEFAULT_LOSS = DICE_SOFTMAX_CE
-"""The loss of every shipped model and measured recipe. Session 7's check run with ``dice-bce`` instead scored lower
-on every region of its held-out cases (WT/TC/ET 0.764 / 0.696 / 0.636 against 0.812 / 0.769 / 0.668; model card,
-*Session 13*)."""
+"""The loss of every shipped model and measured recipe: ``dice-bce`` scored lower on every region of session 7's
+held-out cases (model card, *Session 13*)."""
