@@ -15,6 +15,9 @@ Run from the repository root (a few minutes a case on 2 CPU threads)::
 
     OMP_NUM_THREADS=2 python benchmarks/click_effort.py [--model CLICK_CHECKPOINT] [--clicks 20] [--tta] [--oracle]
 
+``--report A.json B.json ...`` prints one table, medians over all their cases, of runs saved with ``--json``
+(say one per held-out fold, each with its own segmenter), without running anything.
+
 ``--oracle`` replaces the refinement by a perfect correction of the error region each click lands in, inside
 region growing's window: the most a click that corrects only its own region in that window can do.
 
@@ -176,6 +179,16 @@ def report(rows: list[dict], n_clicks: int) -> str:
     return "\n".join(lines)
 
 
+def saved_report(paths: list[Path]) -> str:
+    """:func:`report` over the cases of several ``--json`` files, cut to the fewest clicks any of them ran."""
+    rows = [row for path in paths for row in json.loads(path.read_text())]
+    if not rows:
+        raise SystemExit("error: the --report files hold no cases.")
+    n_clicks = min(len(row["dice"]) for row in rows) - 1
+    return report([{**row, "dice": row["dice"][: n_clicks + 1], "seconds": row["seconds"][:n_clicks]} for row in rows],
+                  n_clicks)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
@@ -192,7 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder keeping each case's segmentation, so that reruns only click")
+    parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="print the table of runs saved with --json, medians over all their cases, and stop")
     args = parser.parse_args(argv)
+    if args.report:
+        print(saved_report(args.report))
+        return 0
     torch.set_num_threads(args.threads)
     segmenter, info = load_model(args.segmenter)
     cases = args.cases or json.loads(args.split.read_text())["val"]

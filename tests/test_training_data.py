@@ -221,6 +221,20 @@ def test_a_split_file_round_trips_and_overlaps_are_refused(tmp_path):
         read_split(tmp_path / "odd.json")
 
 
+HELD_OUT_FOLDS = ("brats2018-heldout4.json", "brats2018-heldout4b.json", "brats2018-heldout5c.json",
+                  "brats2018-heldout4d.json")
+
+
+def test_the_shipped_held_out_folds_hold_out_different_cases_and_train_on_all_the_others():
+    every_case = set(read_split(REPO_ROOT / "training" / "splits" / "brats2018-all.json")["train"])
+    held_out = []
+    for name in HELD_OUT_FOLDS:
+        split = read_split(REPO_ROOT / "training" / "splits" / name)
+        assert set(split["train"]) | set(split["val"]) == every_case, name
+        held_out += split["val"]
+    assert len(held_out) == len(set(held_out)), "a case is held out by two folds"
+
+
 def test_corrected_cases_are_drawn_for_at_least_their_share_of_patches(make_case, tmp_path):
     originals = [make_case(f"Orig_{i}", folder=f"original/Orig_{i}") for i in range(3)]
     corrected = make_case("Case_1", folder="corrections/Case_1/v001")

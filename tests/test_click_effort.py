@@ -1,0 +1,53 @@
+"""The click benchmark's ``--report``: one table over runs saved with ``--json`` (say one per held-out fold)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def saved_run(case_id: str, whole_tumour: list[float]) -> dict:
+    """A case as ``--json`` saves it: Dice after 0, 1, ... clicks, seconds per click, repainted shares."""
+    return {
+        "case_id": case_id,
+        "dice": [{"WT": wt, "TC": 0.5, "ET": 0.5} for wt in whole_tumour],
+        "seconds": [0.25] * (len(whole_tumour) - 1),
+        "repaint": {"uncertainty": 0.5, "top-down": 0.6, "oracle": 0.4},
+    }
+
+
+def report(*paths: Path) -> list[str]:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "click_effort.py"), "--report", *map(str, paths)],
+                            capture_output=True, text=True, cwd=ROOT, check=True)
+    return result.stdout.splitlines()
+
+
+def test_the_report_takes_medians_over_the_cases_of_every_file(tmp_path):
+    quick = [0.85, 0.91, 0.92, 0.93, 0.93, 0.93, 0.96, 0.96, 0.96, 0.96, 0.96]  # 0.90 after 1 click, 0.95 after 6
+    slow = [0.80, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89, 0.90]  # 0.90 after 10
+    first, second = tmp_path / "fold1.json", tmp_path / "fold2.json"
+    first.write_text(json.dumps([saved_run("A", quick), saved_run("B", slow)]))
+    second.write_text(json.dumps([saved_run("C", quick)]))
+
+    lines = report(first, second)
+
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| A", "| B", "| C", "| **median**"]
+    median = lines[-1].split(" | ")
+    assert median[1] == "0.85/0.50/0.50"  # WT after 0 clicks: the median of 0.85, 0.80, 0.85
+    assert median[6:8] == ["1", "6"]  # clicks to WT 0.90: 1, 10, 1; to 0.95: 6, never, 6
+
+
+def test_runs_of_different_lengths_are_cut_to_the_shortest(tmp_path):
+    slow = [0.80, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89, 0.90]  # 0.90 only after 10 clicks
+    long_run, short_run = tmp_path / "ten.json", tmp_path / "five.json"
+    long_run.write_text(json.dumps([saved_run("B", slow)]))
+    short_run.write_text(json.dumps([saved_run("D", slow[:6])]))
+
+    lines = report(long_run, short_run)
+
+    assert "WT/TC/ET @10" not in lines[0] and "WT/TC/ET @5" in lines[0]
+    assert lines[2].split(" | ")[5] == ">5"  # B reaches 0.90 after 10 clicks, beyond the table's 5
