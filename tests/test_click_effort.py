@@ -20,9 +20,14 @@ def saved_run(case_id: str, whole_tumour: list[float]) -> dict:
     }
 
 
+def run_report(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "click_effort.py"), "--report", *map(str, paths)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
 def report(*paths: Path) -> list[str]:
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "click_effort.py"), "--report", *map(str, paths)],
-                            capture_output=True, text=True, cwd=ROOT, check=True)
+    result = run_report(*paths)
+    assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
 
 
@@ -51,3 +56,13 @@ def test_runs_of_different_lengths_are_cut_to_the_shortest(tmp_path):
 
     assert "WT/TC/ET @10" not in lines[0] and "WT/TC/ET @5" in lines[0]
     assert lines[2].split(" | ")[5] == ">5"  # B reaches 0.90 after 10 clicks, beyond the table's 5
+
+
+def test_files_without_cases_are_refused_with_a_message(tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+
+    result = run_report(empty)
+
+    assert result.returncode != 0
+    assert "hold no cases" in result.stderr
