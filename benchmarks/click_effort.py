@@ -44,7 +44,8 @@ from napari_brainseg.clicks import Click, next_click  # noqa: E402
 from napari_brainseg.inference import segment  # noqa: E402
 from napari_brainseg.io import load_case  # noqa: E402
 from napari_brainseg.labels import REGION_NAMES, region_dice  # noqa: E402
-from napari_brainseg.model import ModelInfo, load_model  # noqa: E402
+from napari_brainseg.model import ModelInfo, load_model, resolve_model_path  # noqa: E402
+from napari_brainseg.onnx_model import checkpoint_sha256  # noqa: E402
 from napari_brainseg.refine import GROWING_WINDOW, click_window, refine  # noqa: E402
 from napari_brainseg.review import ReviewQueue, slice_scores  # noqa: E402
 
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", action="store_true", help="uncertainty order from test-time flips, as in Review")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     parser.add_argument("--cache", type=Path, default=None,
-                        help="folder keeping each case's segmentation, so that reruns only click")
+                        help="folder keeping each case's segmentation (by the segmenter's file), so that reruns only "
+                             "click")
     parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
                         help="print the table of runs saved with --json, medians over all their cases, and stop")
     args = parser.parse_args(argv)
@@ -220,9 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     if seen:
         print(f"Note: the segmenter was trained on {len(seen)} of these cases ({', '.join(seen)}): its masks start "
               "closer to the expert's than on new scans.", flush=True)
+    fingerprint = checkpoint_sha256(resolve_model_path(args.segmenter))[:12]  # options differ, id and version may not
     rows = []
     for case_id in cases:
-        cache = args.cache / f"{info.model_id}-{info.version}-{case_id}{'-tta' if args.tta else ''}.npz" \
+        cache = args.cache / f"{info.model_id}-{info.version}-{fingerprint}-{case_id}{'-tta' if args.tta else ''}.npz" \
             if args.cache else None
         rows.append(run_case(args.data / case_id, segmenter, info, args.clicks, args.model, args.tta, cache,
                              args.oracle))

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             # the model's own clean-up decides which tumour a second pass leaves out; the others apply after
             result = segment(case.image, model, device="cpu", **info.segment_options(), **options)
             for fraction in CLEANUPS:
-                labels = labels_from_probabilities(result.probabilities, brain, info.thresholds, fraction)
+                labels = labels_from_probabilities(result.probabilities, brain, info.thresholds, fraction,
+                                                   wt_growth=info.wt_growth)
                 key = f"{name}, drop components < {fraction:.0%} of the largest" if fraction else name
                 scores = region_scores(labels, case.seg, case.spacing)
                 rows.setdefault(key, []).append({**scores, "seconds": result.seconds})

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import ndimage
 
 from .devices import DEVICES, DeviceError, available_devices, select_device
 from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
-from .labels import BACKGROUND, NCR, labels_from_regions, minor_components, small_enhancing
+from .labels import BACKGROUND, ED, NCR, labels_from_regions, minor_components, small_enhancing
 from .onnx_model import OnnxModel
 from .preprocess import BRAIN_MARGIN, TUMOUR_EXCLUDED, Z_SCORE, brain_box, normalise
 from .window import OVERLAP, count_windows, sliding_window
@@ -81,6 +82,9 @@ MIN_ENHANCING_VOXELS = 0
 Thresholds = float | Sequence[float]
 """A probability threshold for every region, or one each for WT, TC and ET (a model's own:
 :attr:`~napari_brainseg.model.ModelInfo.thresholds`)."""
+Growth = Sequence[float] | None
+"""Hysteresis for the whole tumour: ``(threshold, voxels)``, or ``None`` for none (a model's own:
+:attr:`~napari_brainseg.model.ModelInfo.wt_growth`). See :func:`grow_whole_tumour`."""
 
 
 def region_thresholds(threshold: Thresholds) -> np.ndarray:
@@ -90,6 +94,38 @@ def region_thresholds(threshold: Thresholds) -> np.ndarray:
         raise ValueError(f"Thresholds must be one probability, or one each for WT, TC and ET, each between 0 and 1 "
                          f"(exclusive); got {threshold!r}.")
     return np.broadcast_to(values, (3,)).reshape(3, 1, 1, 1).astype(np.float32)
+
+
+def check_growth(growth: Growth) -> tuple[float, int] | None:
+    """``growth`` as ``(threshold, voxels)``, once sure that it is usable (``None`` stays ``None``)."""
+    if growth is None:
+        return None
+    values = tuple(growth)
+    if len(values) != 2 or not 0 < values[0] < 1 or values[1] != int(values[1]) or values[1] < 1:
+        raise ValueError(f"Whole-tumour growth is a probability between 0 and 1 (exclusive) and a whole number of "
+                         f"voxels of at least 1, e.g. (0.1, 5); got {growth!r}.")
+    return float(values[0]), int(values[1])
+
+
+def grow_whole_tumour(labels: np.ndarray, wt_probability: np.ndarray, brain: np.ndarray, growth: Growth) -> np.ndarray:
+    """``labels`` whose whole tumour grows, as oedema, into brain voxels of whole-tumour probability over the
+    growth threshold, joined to it within the growth's ``voxels`` (hysteresis thresholding).
+
+    The tumour grows only from what thresholding and clean-up kept, so the lower threshold finds more of the
+    border of a tumour the model found too small without adding islands far from it
+    (weights/MODEL_CARD.md, *Session 16*).
+    """
+    growth = check_growth(growth)
+    tumour = labels != BACKGROUND
+    if growth is None or not tumour.any():
+        return labels
+    threshold, voxels = growth
+    box = tuple(slice(max(int(i.min()) - voxels, 0), int(i.max()) + voxels + 1) for i in np.nonzero(tumour))
+    allowed = tumour[box] | ((wt_probability[box] > threshold) & brain[box])
+    grown = ndimage.binary_dilation(tumour[box], iterations=voxels, mask=allowed)
+    out = labels.copy()
+    out[box][grown & ~tumour[box]] = ED
+    return out
 
 
 @dataclass
@@ -205,20 +241,21 @@ def _run_with_cpu_fallback(run: Callable[[torch.device], object], device: torch.
 
 def labels_from_probabilities(probabilities: np.ndarray, brain: np.ndarray, threshold: Thresholds = 0.5,
                               min_component_fraction: float = MIN_COMPONENT_FRACTION,
-                              min_enhancing_voxels: int = MIN_ENHANCING_VOXELS) -> np.ndarray:
+                              min_enhancing_voxels: int = MIN_ENHANCING_VOXELS, wt_growth: Growth = None) -> np.ndarray:
     """BraTS labels from (3, Z, Y, X) WT/TC/ET probabilities: threshold inside the brain, then the clean-ups.
 
     A region takes the voxels whose probability is above its threshold (:func:`region_thresholds`).
 
     Tumour components smaller than ``min_component_fraction`` of the largest are dropped (0 keeps all); then an
-    enhancing tumour of fewer than ``min_enhancing_voxels`` voxels in all becomes NCR/NET (0: off).
+    enhancing tumour of fewer than ``min_enhancing_voxels`` voxels in all becomes NCR/NET (0: off). Last, with
+    ``wt_growth``, the whole tumour grows into voxels of lower probability joined to it (:func:`grow_whole_tumour`).
     """
     labels = labels_from_regions((probabilities > region_thresholds(threshold)) & brain)
     if min_component_fraction > 0:
         labels[minor_components(labels, min_component_fraction)] = BACKGROUND
     if min_enhancing_voxels > 0:
         labels[small_enhancing(labels, min_enhancing_voxels)] = NCR
-    return labels
+    return grow_whole_tumour(labels, probabilities[0], brain, wt_growth)
 
 
 def segment(
@@ -235,6 +272,7 @@ def segment(
     should_stop: ShouldStop | None = None,
     normalisation: str = Z_SCORE,
     second_pass: bool = False,
+    wt_growth: Growth = None,
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
@@ -250,8 +288,10 @@ def segment(
     brain outside the tumour the first pass found; TC and ET stay the first pass's (see :data:`SECOND_PASS_STAGE`).
     A model trained on input normalised outside the tumour (:data:`~.preprocess.TUMOUR_EXCLUDED`) runs that
     second pass whatever ``second_pass`` says, and takes every region from it. Either way there is no second pass
-    when the first finds no tumour, or :data:`SECOND_PASS_MAX_SHARE` of the brain or more.
+    when the first finds no tumour, or :data:`SECOND_PASS_MAX_SHARE` of the brain or more. ``wt_growth`` (the
+    model's ``info.wt_growth``) grows the final whole tumour by hysteresis (:func:`grow_whole_tumour`).
     """
+    check_growth(wt_growth)
     start = time.perf_counter()
     onnx = isinstance(model, OnnxModel)
     if roi_size == AUTO:
@@ -301,7 +341,8 @@ def segment(
     if spread_crop is not None:
         uncertainty = np.zeros(image.shape[1:], dtype=np.float32)
         uncertainty[box] = spread_crop
-    labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels)
+    labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels,
+                                       wt_growth)
     return Segmentation(
         labels=labels,
         probabilities=probabilities,

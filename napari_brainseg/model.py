@@ -74,6 +74,10 @@ class ModelInfo:
     """Segment twice: the whole tumour the second time, its input normalised over the brain outside the tumour
     the first pass found (:data:`~napari_brainseg.inference.SECOND_PASS_STAGE`; ``average --second-pass``). A
     model whose ``normalisation`` leaves the tumour out segments twice anyway, every region the second time."""
+    wt_growth: list[float] | None = None
+    """Hysteresis for the whole tumour, ``[threshold, voxels]``: after thresholding and clean-up it grows into voxels
+    of WT probability over ``threshold`` joined to it within ``voxels`` (:func:`~napari_brainseg.inference.
+    grow_whole_tumour`; ``average --wt-growth``). ``None``: no growth."""
     labels: dict[str, int] = field(default_factory=lambda: {"NCR/NET": 1, "oedema": 2, "enhancing": 4})
     orientation: str = "display axes (S, P, L): axis 0 inferior->superior"
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
@@ -94,11 +98,18 @@ class ModelInfo:
         self.thresholds = [float(t) for t in thresholds]
         self.output = OUTPUT
 
+    def set_wt_growth(self, wt_growth: Sequence[float]) -> None:
+        """Record whole-tumour growth ``(threshold, voxels)`` chosen on validation, or none for an empty one."""
+        from .inference import check_growth
+
+        growth = check_growth(wt_growth) if len(wt_growth) else None
+        self.wt_growth = None if growth is None else [growth[0], growth[1]]
+
     def segment_options(self) -> dict[str, Any]:
-        """The model's own options of :func:`~napari_brainseg.inference.segment`: thresholds, normalisation and
-        second pass."""
+        """The model's own options of :func:`~napari_brainseg.inference.segment`: thresholds, normalisation, second
+        pass and whole-tumour growth."""
         return {"threshold": list(self.thresholds), "normalisation": self.normalisation,
-                "second_pass": self.second_pass}
+                "second_pass": self.second_pass, "wt_growth": self.wt_growth}
 
     @property
     def n_parameters(self) -> int:

@@ -164,3 +164,23 @@ def test_the_second_pass_is_recorded_when_asked_and_kept_from_the_last_checkpoin
         assert load_model(out)[1].second_pass is expected
     assert main(["average", str(first), str(last), "--out", str(tmp_path / "asked.pt"), "--second-pass"]) == 0
     assert load_model(tmp_path / "asked.pt")[1].segment_options()["second_pass"] is True
+
+
+def test_whole_tumour_growth_is_recorded_when_asked_kept_from_the_last_checkpoint_and_turned_off(kept_run, tmp_path):
+    first, *_, last = sorted((kept_run / "run" / "epochs").iterdir())
+    grown = tmp_path / "grown.pt"
+    assert main(["average", str(first), str(last), "--out", str(grown), "--wt-growth", "0.1", "5"]) == 0
+    info = load_model(grown)[1]
+    assert info.wt_growth == [0.1, 5] and info.segment_options()["wt_growth"] == [0.1, 5]
+    kept, off = tmp_path / "kept.pt", tmp_path / "off.pt"
+    assert main(["average", str(first), str(grown), "--out", str(kept)]) == 0
+    assert main(["average", str(first), str(grown), "--out", str(off), "--no-wt-growth"]) == 0
+    assert load_model(kept)[1].wt_growth == [0.1, 5] and load_model(off)[1].wt_growth is None
+
+
+def test_whole_tumour_growth_that_is_not_usable_is_refused_before_anything_is_written(kept_run, tmp_path, capsys):
+    kept = [str(p) for p in sorted((kept_run / "run" / "epochs").iterdir())]
+    out = tmp_path / "avg.pt"
+    assert main(["average", *kept, "--out", str(out), "--wt-growth", "0.1", "2.5"]) != 0
+    assert "whole number of voxels" in capsys.readouterr().err
+    assert not out.exists()

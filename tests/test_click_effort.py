@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,3 +68,22 @@ def test_files_without_cases_are_refused_with_a_message(tmp_path):
 
     assert result.returncode != 0
     assert "hold no cases" in result.stderr
+
+
+def test_the_cache_keeps_first_masks_apart_for_checkpoints_that_share_an_id_and_version(make_case, tiny_checkpoint,
+                                                                                        tmp_path):
+    from napari_brainseg.model import load_model, save_checkpoint
+
+    case = make_case(folder="Synthetic_001")
+    network, info = load_model(tiny_checkpoint)
+    info.set_wt_growth([0.05, 3])  # another post-processing under the same id and version
+    grown = save_checkpoint(tmp_path / "grown.pt", network, info)
+    cache = tmp_path / "cache"
+    for segmenter in (tiny_checkpoint, grown):
+        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "click_effort.py"), "--segmenter",
+                                 str(segmenter), "--data", str(case.folder.parent), "--cases", "Synthetic_001",
+                                 "--clicks", "1", "--threads", "1", "--cache", str(cache)],
+                                capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+    first, second = (np.load(path)["labels"] for path in sorted(cache.iterdir()))
+    assert (first != second).any()

@@ -132,3 +132,9 @@ def test_the_ensemble_records_the_thresholds_it_is_given_else_0_5_each(members, 
     path, _ = ensemble_checkpoints(members, tmp_path / "set.pt", thresholds=[0.4, 0.5, 0.5])
     info = load_model(path)[1]
     assert info.thresholds == [0.4, 0.5, 0.5] and "each over its `thresholds` value" in info.output
+
+
+def test_the_ensemble_records_the_whole_tumour_growth_it_is_given_else_none(members, tmp_path):
+    assert load_model(ensemble_checkpoints(members, tmp_path / "plain.pt")[0])[1].wt_growth is None
+    path, _ = ensemble_checkpoints(members, tmp_path / "grown.pt", wt_growth=[0.1, 5])
+    assert load_model(path)[1].segment_options()["wt_growth"] == [0.1, 5]

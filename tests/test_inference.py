@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from napari_brainseg import devices, inference
 from napari_brainseg.devices import DeviceError, available_devices, select_device
@@ -363,3 +364,56 @@ def test_labels_from_probabilities_relabels_a_small_enhancing_tumour_as_core_onl
     assert (kept == 4).sum() == 2 and (kept == 1).sum() == 6
     relabelled = inference.labels_from_probabilities(probabilities, brain, min_enhancing_voxels=3)
     assert (relabelled == 4).sum() == 0 and (relabelled == 1).sum() == 8 and (relabelled == 2).sum() == 56
+
+
+def _cube_probabilities() -> tuple[np.ndarray, np.ndarray]:
+    """WT probability 0.9 in a 4^3 cube, 0.3 in a 1-voxel shell round it and in a far island; brain everywhere."""
+    probabilities = np.zeros((3, 16, 16, 16), dtype=np.float32)
+    probabilities[0, 3:9, 3:9, 3:9] = 0.3
+    probabilities[0, 4:8, 4:8, 4:8] = 0.9
+    probabilities[0, 12:15, 12:15, 12:15] = 0.3  # a faint island, joined to nothing
+    return probabilities, np.ones((16, 16, 16), dtype=bool)
+
+
+def test_whole_tumour_growth_adds_the_faint_border_joined_to_the_tumour_as_oedema_and_no_island():
+    probabilities, brain = _cube_probabilities()
+    plain = inference.labels_from_probabilities(probabilities, brain, 0.5)
+    grown = inference.labels_from_probabilities(probabilities, brain, 0.5, wt_growth=(0.2, 5))
+    assert (plain == 2).sum() == 64 and (grown == 2).sum() == 6**3
+    assert not grown[12:15, 12:15, 12:15].any()
+    np.testing.assert_array_equal(grown[plain != 0], plain[plain != 0])
+
+
+def test_whole_tumour_growth_reaches_no_further_than_its_voxels():
+    probabilities, brain = _cube_probabilities()
+    probabilities[0][probabilities[0] == 0] = 0.3  # faint everywhere: only the reach stops it
+    grown = inference.labels_from_probabilities(probabilities, brain, 0.5, min_component_fraction=0,
+                                                wt_growth=(0.2, 2))
+    from_tumour = ndimage.distance_transform_cdt(probabilities[0] <= 0.5, metric="taxicab")
+    np.testing.assert_array_equal(grown != 0, from_tumour <= 2)
+
+
+def test_whole_tumour_growth_leaves_voxels_outside_the_brain_or_under_its_threshold():
+    probabilities, brain = _cube_probabilities()
+    brain[:, :, :4] = False
+    grown = inference.labels_from_probabilities(probabilities, brain, 0.5, wt_growth=(0.35, 5))
+    assert (grown != 0).sum() == 64  # the shell's 0.3 is under 0.35
+    grown = inference.labels_from_probabilities(probabilities, brain, 0.5, wt_growth=(0.2, 5))
+    assert not grown[:, :, :4].any() and (grown != 0).sum() == 6 * 6 * 5
+
+
+@pytest.mark.parametrize("growth", [(0.0, 5), (1.0, 5), (0.2, 0), (0.2, 2.5), (0.2,)],
+                         ids=["zero", "one", "no voxels", "half a voxel", "no voxels given"])
+def test_whole_tumour_growth_that_is_not_a_probability_and_a_whole_number_of_voxels_is_refused(growth):
+    probabilities, brain = _cube_probabilities()
+    with pytest.raises(ValueError, match="a probability between 0 and 1 .* whole number of voxels"):
+        inference.labels_from_probabilities(probabilities, brain, 0.5, wt_growth=growth)
+
+
+def test_segment_grows_the_whole_tumour_as_the_model_says(image, model):
+    plain = inference.segment(image, model, device="cpu", roi_size=None, threshold=0.5)
+    grown = inference.segment(image, model, device="cpu", roi_size=None, threshold=0.5, wt_growth=(0.05, 3))
+    brain = np.any(image != 0, axis=0)
+    expected = inference.grow_whole_tumour(plain.labels, plain.probabilities[0], brain, (0.05, 3))
+    np.testing.assert_array_equal(grown.labels, expected)
+    assert (grown.labels != 0).sum() > (plain.labels != 0).sum()

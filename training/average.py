@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from napari_brainseg.inference import region_thresholds
+from napari_brainseg.inference import check_growth, region_thresholds
 from napari_brainseg.io import BratsInputError, CaseFiles
 from napari_brainseg.model import CheckpointError, build_network, info_from_dict, read_checkpoint, save_checkpoint
 
@@ -52,13 +52,15 @@ def validation_cases(data: Sequence[str | Path], val_ids: Sequence[str]) -> list
 
 
 def check_joining(paths: Sequence[str | Path], out: str | Path, what: str,
-                  thresholds: Sequence[float] | None = None) -> Path:
-    """``out`` as a path, once sure that there are checkpoints enough to join, that ``thresholds`` (if any) are
-    usable and that ``out`` is a new file."""
+                  thresholds: Sequence[float] | None = None, wt_growth: Sequence[float] | None = None) -> Path:
+    """``out`` as a path, once sure that there are checkpoints enough to join, that ``thresholds`` and
+    ``wt_growth`` (if any) are usable and that ``out`` is a new file."""
     if len(paths) < 2:
         raise ValueError(f"{what} needs at least two checkpoints, got {len(paths)}.")
     if thresholds is not None:
         region_thresholds(thresholds)
+    if wt_growth:
+        check_growth(wt_growth)
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new file name (it is never overwritten).")
@@ -68,17 +70,19 @@ def check_joining(paths: Sequence[str | Path], out: str | Path, what: str,
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: str | None = None,
                         half: bool = False, val_data: Sequence[str | Path] | None = None,
                         device: str = "cpu", thresholds: Sequence[float] | None = None,
-                        second_pass: bool | None = None) -> tuple[Path, list[dict]]:
+                        second_pass: bool | None = None,
+                        wt_growth: Sequence[float] | None = None) -> tuple[Path, list[dict]]:
     """Write the mean of the checkpoints' weights to ``out``, described by the last checkpoint's info
-    (with ``thresholds`` and ``second_pass``, when given, as its
-    :attr:`~napari_brainseg.model.ModelInfo.thresholds` and :attr:`~napari_brainseg.model.ModelInfo.second_pass`).
+    (with ``thresholds``, ``second_pass`` and ``wt_growth``, when given, as its
+    :attr:`~napari_brainseg.model.ModelInfo.thresholds`, :attr:`~napari_brainseg.model.ModelInfo.second_pass` and
+    :attr:`~napari_brainseg.model.ModelInfo.wt_growth`; an empty ``wt_growth`` turns growth off).
 
     The new checkpoint records the files it averages (``training["averaged"]``). The last checkpoint's
     scores are not the average's: with ``val_data`` the average is scored on the model's own validation
     cases found there, and those scores become its ``metrics`` (returned per case too); without, its
     ``metrics`` are empty. ``half`` stores fp16 weights.
     """
-    out = check_joining(paths, out, "Averaging", thresholds)
+    out = check_joining(paths, out, "Averaging", thresholds, wt_growth)
     payloads = [read_checkpoint(p) for p in paths]
     for path, payload in zip(paths[1:], payloads[1:]):
         _same_network(payloads[0], payload, Path(path).name)
@@ -99,6 +103,8 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, version: s
         info.set_thresholds(thresholds)
     if second_pass is not None:
         info.second_pass = second_pass
+    if wt_growth is not None:
+        info.set_wt_growth(wt_growth)
     network = build_network(info)
     network.load_state_dict(mean)
     rows = []

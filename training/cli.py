@@ -134,14 +134,15 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
                                    "kept with --keep-checkpoints) into a new checkpoint.")
     p.add_argument("checkpoints", nargs="+", help="checkpoints of the same network, e.g. RUN_DIR/epochs/model-e0*.pt")
     _add_joined_checkpoint_options(p, version_from="the last checkpoint's", scored_on="its validation cases",
-                                   thresholds_from="the last checkpoint's", second_pass_from="the last checkpoint's")
+                                   thresholds_from="the last checkpoint's", second_pass_from="the last checkpoint's",
+                                   growth_from="the last checkpoint's")
     p.set_defaults(func=cmd_average)
 
 
 def _add_joined_checkpoint_options(p: argparse.ArgumentParser, version_from: str, scored_on: str,
-                                   thresholds_from: str, second_pass_from: str) -> None:
+                                   thresholds_from: str, second_pass_from: str, growth_from: str) -> None:
     """The options of a command that writes one checkpoint made from several: where, version, precision,
-    thresholds, second pass, scoring."""
+    thresholds, second pass, whole-tumour growth, scoring."""
     p.add_argument("--out", required=True, help="the new checkpoint, never overwritten (required)")
     p.add_argument("--version", default=None, help=f"its version (default: {version_from})")
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
@@ -151,6 +152,13 @@ def _add_joined_checkpoint_options(p: argparse.ArgumentParser, version_from: str
     p.add_argument("--second-pass", action=argparse.BooleanOptionalAction, default=None,
                    help="segment twice, the whole tumour the second time with the input normalised over the brain "
                         f"outside the first pass's tumour (default: {second_pass_from})")
+    growth = p.add_mutually_exclusive_group()
+    growth.add_argument("--wt-growth", type=float, nargs=2, default=None, metavar=("THRESHOLD", "VOXELS"),
+                        help="after thresholding, grow the whole tumour into voxels of WT probability over THRESHOLD "
+                             "joined to it within VOXELS, as chosen on validation cases with "
+                             f"benchmarks/postprocess.py (default: {growth_from})")
+    growth.add_argument("--no-wt-growth", dest="wt_growth", action="store_const", const=[],
+                        help="no whole-tumour growth")
     p.add_argument("--data", nargs="+", default=None, metavar="DIR",
                    help=f"score it on {scored_on} found here and record the scores in it (default: not scored)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to score; auto: the best present")
@@ -165,7 +173,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-id", default=None, help="its model id (default: the first checkpoint's + '-ensemble')")
     _add_joined_checkpoint_options(p, version_from="the first checkpoint's",
                                    scored_on="the validation cases every member kept out", thresholds_from="0.5 each",
-                                   second_pass_from="off")
+                                   second_pass_from="off", growth_from="none")
     p.set_defaults(func=cmd_ensemble)
 
 
@@ -337,7 +345,7 @@ def cmd_average(args: argparse.Namespace) -> int:
 
     path, rows = average_checkpoints(args.checkpoints, args.out, version=args.version, half=args.half,
                                      val_data=args.data, device=args.device, thresholds=args.thresholds,
-                                     second_pass=args.second_pass)
+                                     second_pass=args.second_pass, wt_growth=args.wt_growth)
     print(f"Averaged the weights of {len(args.checkpoints)} checkpoints: {path}")
     if rows:
         print(f"On its {len(rows)} validation case(s):")
@@ -353,7 +361,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     path, rows = ensemble_checkpoints(args.checkpoints, args.out, model_id=args.model_id, version=args.version,
                                       half=args.half, val_data=args.data, device=args.device,
-                                      thresholds=args.thresholds, second_pass=args.second_pass)
+                                      thresholds=args.thresholds, second_pass=args.second_pass,
+                                      wt_growth=args.wt_growth)
     print(f"Joined {len(args.checkpoints)} checkpoints into an ensemble: {path}")
     if rows:
         print(f"On the {len(rows)} validation case(s) none of them trained on:")

@@ -70,15 +70,17 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
                          version: str | None = None, half: bool = False,
                          val_data: Sequence[str | Path] | None = None, device: str = "cpu",
                          thresholds: Sequence[float] | None = None,
-                         second_pass: bool | None = None) -> tuple[Path, list[dict]]:
+                         second_pass: bool | None = None,
+                         wt_growth: Sequence[float] | None = None) -> tuple[Path, list[dict]]:
     """Write the ensemble of the checkpoints ``paths`` to ``out`` (never overwritten), with ``thresholds`` (default
-    0.5 each) as its :attr:`~napari_brainseg.model.ModelInfo.thresholds` and ``second_pass`` (default off) as its
-    :attr:`~napari_brainseg.model.ModelInfo.second_pass`.
+    0.5 each) as its :attr:`~napari_brainseg.model.ModelInfo.thresholds`, ``second_pass`` (default off) as its
+    :attr:`~napari_brainseg.model.ModelInfo.second_pass` and ``wt_growth`` (default none) as its
+    :attr:`~napari_brainseg.model.ModelInfo.wt_growth`.
 
     With ``val_data`` it is scored on its validation cases found there (see :func:`ensemble_info`), and those
     scores become its ``metrics`` (returned per case too). ``half`` stores fp16 weights, and scores them as stored.
     """
-    out = check_joining(paths, out, "An ensemble", thresholds)
+    out = check_joining(paths, out, "An ensemble", thresholds, wt_growth)
     loaded = [load_model(path) for path in paths]
     for path, (_, info) in zip(paths[1:], loaded[1:]):
         _check_compatible(loaded[0][1], info, Path(path).name)
@@ -86,6 +88,7 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
     if thresholds:
         info.set_thresholds(thresholds)
     info.second_pass = bool(second_pass)
+    info.set_wt_growth(wt_growth or ())
     network = build_network(info)
     with torch.no_grad():
         for member, (model, _) in zip(network.members, loaded):
