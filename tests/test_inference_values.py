@@ -266,6 +266,17 @@ def test_each_region_can_have_its_own_threshold(segment_with, case, thresholds, 
     np.testing.assert_array_equal(labels[clear], expected[clear])
 
 
+def test_whole_tumour_growth_turns_the_faint_slabs_joined_to_the_tumour_into_oedema_and_nothing_else(segment_with,
+                                                                                                      case):
+    """Growth over 0.4 within 1 voxel: the WT 0.45 and 0.5 slabs beside the tumour become oedema; the brain (WT 0.05)
+    stays background, and so do the components the clean-up dropped (not joined to what it kept)."""
+    image, tissue, expected, codes = case
+    labels = segment_with(StubNetwork(codes), image, wt_growth=(0.4, 1)).labels
+    grown = expected.copy()
+    grown[np.isin(tissue, ["wt_below", "wt_at"])] = 2
+    np.testing.assert_array_equal(labels, grown)
+
+
 def test_a_stub_that_sees_the_mirror_image_differently_is_averaged_over_the_four_orientations(segment_with, case):
     """Only the x-mirrored pass adds 3.5 to the WT logit: averaged, the 0.45 and 0.5 slabs rise over 0.5, the brain
     does not."""
