@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceLoss
+from monai.losses import DiceCELoss, DiceLoss, TverskyLoss
 
-from napari_brainseg.training.losses import DICE_BCE, DICE_SOFTMAX_CE, region_loss
+from napari_brainseg.training.losses import DICE_BCE, DICE_SOFTMAX_CE, TVERSKY_SOFTMAX_CE, region_loss
 
 
 def regions_and_logits(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,6 +27,22 @@ def test_dice_bce_is_monai_batch_dice_plus_the_binary_cross_entropy_of_every_reg
     assert region_loss(DICE_BCE)(logits, target).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_tversky_softmax_ce_is_the_default_with_a_tversky_loss_weighing_missed_voxels_more_in_place_of_dice():
+    logits, target = regions_and_logits(2)
+    default = DiceCELoss(sigmoid=True, batch=True)
+    expected = TverskyLoss(sigmoid=True, batch=True, alpha=0.3, beta=0.7)(logits, target) + default.ce(logits, target)
+    assert region_loss(TVERSKY_SOFTMAX_CE)(logits, target).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_tversky_softmax_ce_costs_a_missed_voxel_more_than_a_false_one():
+    target = torch.zeros(1, 3, 4, 4, 4)
+    target[:, :, :2] = 1.0  # half the patch is tumour in every region
+    missed = torch.full_like(target, -3.0)  # background everywhere: half the patch missed
+    false = torch.full_like(target, 3.0)  # tumour everywhere: half the patch false
+    tversky = region_loss(TVERSKY_SOFTMAX_CE).tversky
+    assert tversky(missed, target).item() > tversky(false, target).item()
+
+
 def test_the_default_is_the_loss_of_every_shipped_model():
     logits, target = regions_and_logits(1)
     assert region_loss()(logits, target).item() == region_loss(DICE_SOFTMAX_CE)(logits, target).item()
@@ -43,5 +59,5 @@ def test_only_dice_bce_teaches_background_voxels_in_its_cross_entropy():
 
 
 def test_an_unknown_loss_is_refused_with_the_known_ones():
-    with pytest.raises(ValueError, match="Unknown loss 'focal'; choose one of dice-softmax-ce, dice-bce"):
+    with pytest.raises(ValueError, match="Unknown loss 'focal'; choose one of dice-softmax-ce, dice-bce, tversky-softmax-ce"):
         region_loss("focal")

@@ -15,10 +15,15 @@ PRECISIONS = ("auto", "fp32", "bf16")
 """Training precisions: autocast to bf16, none, or bf16 on CUDA only (``auto``)."""
 DICE_BCE = "dice-bce"
 DICE_SOFTMAX_CE = "dice-softmax-ce"
+TVERSKY_SOFTMAX_CE = "tversky-softmax-ce"
+TVERSKY_ALPHA, TVERSKY_BETA = 0.3, 0.7
+"""The Tversky loss's weights of false positives and false negatives (Dice: 0.5 each)."""
 LOSSES = {
     DICE_SOFTMAX_CE: "MONAI's DiceCELoss, whose cross-entropy is a softmax across the overlapping regions: every "
                      "shipped model's",
     DICE_BCE: "batch Dice + binary cross-entropy per region; lower on held-out cases at this project's CPU schedule",
+    TVERSKY_SOFTMAX_CE: "the default with its Dice swapped for a batch Tversky loss that weighs a missed voxel 0.7 and "
+                        "a false one 0.3, against tumours found too small",
 }
 """The losses on the regions WT/TC/ET (:mod:`.losses` builds them), the default first."""
 DEFAULT_LOSS = DICE_SOFTMAX_CE

@@ -9,13 +9,17 @@ channels, read against the three overlapping region masks as class probabilities
 adds nothing to it, and a voxel of all three regions only asks the three logits to be equal, so the Dice alone
 teaches what is not tumour. It stays the default because it measured better on held-out cases at this project's
 CPU schedule (model card, *Session 13*).
+
+``tversky-softmax-ce`` is the default with its Dice swapped for MONAI's batch Tversky loss, which weighs a missed
+voxel :data:`~.defaults.TVERSKY_BETA` and a false one :data:`~.defaults.TVERSKY_ALPHA`: every model of the recipe
+finds the whole tumour too small (model card, *Session 16*).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .defaults import DEFAULT_LOSS, DICE_BCE, DICE_SOFTMAX_CE, LOSSES
+from .defaults import DEFAULT_LOSS, DICE_BCE, DICE_SOFTMAX_CE, LOSSES, TVERSKY_ALPHA, TVERSKY_BETA, TVERSKY_SOFTMAX_CE
 
 
 class DiceBCELoss(torch.nn.Module):
@@ -32,6 +36,20 @@ class DiceBCELoss(torch.nn.Module):
         return self.dice(logits, target) + self.bce(logits, target)
 
 
+class TverskySoftmaxCELoss(torch.nn.Module):
+    """MONAI's batch Tversky loss on each sigmoid channel plus ``dice-softmax-ce``'s own cross-entropy term."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from monai.losses import DiceCELoss, TverskyLoss
+
+        self.tversky = TverskyLoss(sigmoid=True, batch=True, alpha=TVERSKY_ALPHA, beta=TVERSKY_BETA)
+        self.ce = DiceCELoss(sigmoid=True, batch=True, lambda_dice=0.0)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.tversky(logits, target) + self.ce(logits, target)
+
+
 def region_loss(name: str = DEFAULT_LOSS) -> torch.nn.Module:
     """The loss called ``name`` (a key of :data:`LOSSES`), taking logits and the (B, 3, ...) WT/TC/ET masks."""
     if name == DICE_BCE:
@@ -40,4 +58,6 @@ def region_loss(name: str = DEFAULT_LOSS) -> torch.nn.Module:
         from monai.losses import DiceCELoss
 
         return DiceCELoss(sigmoid=True, batch=True)
+    if name == TVERSKY_SOFTMAX_CE:
+        return TverskySoftmaxCELoss()
     raise ValueError(f"Unknown loss {name!r}; choose one of {', '.join(LOSSES)}.")
