@@ -23,7 +23,7 @@ LOSSES = {
                      "shipped model's",
     DICE_BCE: "batch Dice + binary cross-entropy per region; lower on held-out cases at this project's CPU schedule",
     TVERSKY_SOFTMAX_CE: "the default with its Dice swapped for a batch Tversky loss that weighs a missed voxel 0.7 and "
-                        "a false one 0.3, against tumours found too small",
+                        "a false one 0.3; lower on every region of a held-out fold at this project's CPU schedule",
 }
 """The losses on the regions WT/TC/ET (:mod:`.losses` builds them), the default first."""
 DEFAULT_LOSS = DICE_SOFTMAX_CE
