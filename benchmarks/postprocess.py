@@ -27,7 +27,8 @@ import torch
 
 from napari_brainseg.inference import check_growth, labels_from_probabilities, segment
 from napari_brainseg.io import load_case
-from napari_brainseg.model import load_model
+from napari_brainseg.model import load_model, resolve_model_path
+from napari_brainseg.onnx_model import checkpoint_sha256
 from napari_brainseg.training.data import discover_cases, read_split
 from napari_brainseg.training.evaluate import mean_scores, region_scores
 
@@ -39,8 +40,10 @@ ET_MIN_VOXELS = (0, 500)
 
 
 def probabilities(model_name: str, image: np.ndarray, case_id: str, cache: Path | None) -> np.ndarray:
-    """The model's WT/TC/ET probabilities for a case, from ``cache`` when it holds them."""
-    path = cache / f"{Path(model_name).stem}-{case_id}.npy" if cache else None
+    """The model's WT/TC/ET probabilities for a case, from ``cache`` when it holds them (kept by the checkpoint
+    file's fingerprint: two runs' ``avg56.pt`` are different models)."""
+    fingerprint = checkpoint_sha256(resolve_model_path(model_name))[:12]
+    path = cache / f"{Path(model_name).stem}-{fingerprint}-{case_id}.npy" if cache else None
     if path is not None and path.exists():
         return np.load(path).astype(np.float32)
     model, info = load_model(model_name)
