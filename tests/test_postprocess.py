@@ -33,7 +33,8 @@ def test_growths_and_thresholds_asked_for_are_the_options_scored(make_case, tiny
     assert result.returncode == 0, result.stderr
     table = json.loads(out.read_text())["table"]
     assert {tuple(row["thresholds"]) for row in table} == {(0.4, 0.5, 0.5)}
-    assert sorted(str(row["wt_growth"]) for row in table) == sorted(["None", "[0.1, 5]"] * 6)  # x 3 clean-ups x 2 ET rules
+    growths = sorted(str(row["wt_growth"]) for row in table)
+    assert growths == sorted(["None", "[0.1, 5]"] * 6)  # each with 3 clean-ups and 2 small-ET rules
 
 
 def test_the_cache_keeps_apart_two_checkpoints_of_the_same_file_name(make_case, tiny_checkpoint, tmp_path):

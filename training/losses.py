@@ -44,10 +44,10 @@ class TverskySoftmaxCELoss(torch.nn.Module):
         from monai.losses import DiceCELoss, TverskyLoss
 
         self.tversky = TverskyLoss(sigmoid=True, batch=True, alpha=TVERSKY_ALPHA, beta=TVERSKY_BETA)
-        self.ce = DiceCELoss(sigmoid=True, batch=True, lambda_dice=0.0)
+        self.default = DiceCELoss(sigmoid=True, batch=True)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.tversky(logits, target) + self.ce(logits, target)
+        return self.tversky(logits, target) + self.default.ce(logits, target)
 
 
 def region_loss(name: str = DEFAULT_LOSS) -> torch.nn.Module:
