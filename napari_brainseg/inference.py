@@ -37,11 +37,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from .context import context_fires, whole_tumour_with_context
 from .devices import DEVICES, DeviceError, available_devices, select_device
 from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
 from .labels import BACKGROUND, ED, NCR, labels_from_regions, minor_components, small_enhancing
 from .onnx_model import OnnxModel
 from .preprocess import BRAIN_MARGIN, TUMOUR_EXCLUDED, Z_SCORE, brain_box, normalise
+from .resample import downsample, upsample
 from .window import OVERLAP, count_windows, sliding_window
 
 if TYPE_CHECKING:
@@ -273,6 +275,7 @@ def segment(
     normalisation: str = Z_SCORE,
     second_pass: bool = False,
     wt_growth: Growth = None,
+    scale: int = 1,
 ) -> Segmentation:
     """Segment a raw (4, Z, Y, X) stack into BraTS labels {0, 1, 2, 4} of shape (Z, Y, X).
 
@@ -289,7 +292,10 @@ def segment(
     A model trained on input normalised outside the tumour (:data:`~.preprocess.TUMOUR_EXCLUDED`) runs that
     second pass whatever ``second_pass`` says, and takes every region from it. Either way there is no second pass
     when the first finds no tumour, or :data:`SECOND_PASS_MAX_SHARE` of the brain or more. ``wt_growth`` (the
-    model's ``info.wt_growth``) grows the final whole tumour by hysteresis (:func:`grow_whole_tumour`).
+    model's ``info.wt_growth``) grows the final whole tumour by hysteresis (:func:`grow_whole_tumour`). A model whose
+    ``info.scale`` is over 1 reads the brain box that many times coarser (:func:`~.resample.downsample`), and its
+    probabilities come back to the case's grid (:func:`~.resample.upsample`) before they are thresholded. A model
+    with a context network (:mod:`.context`) also runs it once, and takes its whole tumour where its rule says.
     """
     check_growth(wt_growth)
     start = time.perf_counter()
@@ -325,16 +331,21 @@ def segment(
             dev, fell_back = torch.device("cpu"), True
         return result
 
-    probs_crop, spread_crop = infer(normalise(raw, normalisation), SEGMENT_STAGE)
+    seen = downsample(raw, scale) if scale > 1 else raw
+    seen_brain = np.any(seen != 0, axis=0)
+    probs_crop, spread_crop = infer(normalise(seen, normalisation), SEGMENT_STAGE)
     every_region = normalisation in TUMOUR_EXCLUDED
     if second_pass or every_region:
-        tumour = labels_from_probabilities(probs_crop, brain[box], threshold, min_component_fraction) != BACKGROUND
-        if tumour.any() and np.count_nonzero(tumour) < SECOND_PASS_MAX_SHARE * np.count_nonzero(brain[box]):
-            again, again_spread = infer(normalise(raw, normalisation, exclude=tumour), SECOND_PASS_STAGE)
+        tumour = labels_from_probabilities(probs_crop, seen_brain, threshold, min_component_fraction) != BACKGROUND
+        if tumour.any() and np.count_nonzero(tumour) < SECOND_PASS_MAX_SHARE * np.count_nonzero(seen_brain):
+            again, again_spread = infer(normalise(seen, normalisation, exclude=tumour), SECOND_PASS_STAGE)
             taken = slice(None) if every_region else slice(0, 1)  # every region, or the whole tumour
             probs_crop[taken] = again[taken]
             if spread_crop is not None:  # flips disagree where the kept passes' do
                 spread_crop = again_spread if every_region else np.maximum(spread_crop, again_spread)
+    if scale > 1:
+        probs_crop = upsample(probs_crop, scale, raw.shape[1:])
+        spread_crop = None if spread_crop is None else upsample(spread_crop[None], scale, raw.shape[1:])[0]
     probabilities = np.zeros((probs_crop.shape[0], *image.shape[1:]), dtype=np.float32)
     probabilities[(slice(None), *box)] = probs_crop
     uncertainty = None
@@ -343,6 +354,14 @@ def segment(
         uncertainty[box] = spread_crop
     labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels,
                                        wt_growth)
+    context = getattr(model, "context_network", None)
+    if context is not None:
+        seen = segment(image, context, dev if dev is not None else "cpu", tta=tta, should_stop=should_stop,
+                       **model.context_info.segment_options())
+        if context_fires(labels, seen.labels, model.rule):
+            probabilities = whole_tumour_with_context(probabilities, seen.probabilities, model.rule)
+            labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction,
+                                               min_enhancing_voxels, wt_growth)
     return Segmentation(
         labels=labels,
         probabilities=probabilities,

@@ -9,7 +9,7 @@ that need it: the ONNX path reads a model's description without it.
 Example:
     >>> model, info = load_model("bundled")
     >>> info.model_id, info.arch, info.channels
-    ('brainseg-unet3d...', 'monai.UNet', ['flair', 't1', 't1ce', 't2'])
+    ('brainseg-unet3d...', 'with-context', ['flair', 't1', 't1ce', 't2'])
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ class ModelInfo:
     """Hysteresis for the whole tumour, ``[threshold, voxels]``: after thresholding and clean-up it grows into voxels
     of WT probability over ``threshold`` joined to it within ``voxels`` (:func:`~napari_brainseg.inference.
     grow_whole_tumour`; ``average --wt-growth``). ``None``: no growth."""
+    scale: int = 1
+    """The network reads each case this many times coarser along every axis (2: 2 mm voxels from BraTS's 1 mm;
+    :mod:`~napari_brainseg.resample`) and its probabilities come back to the case's grid; ``patch_size`` is in
+    its coarse voxels. 1: the case's own grid."""
     labels: dict[str, int] = field(default_factory=lambda: {"NCR/NET": 1, "oedema": 2, "enhancing": 4})
     orientation: str = "display axes (S, P, L): axis 0 inferior->superior"
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
@@ -107,9 +111,9 @@ class ModelInfo:
 
     def segment_options(self) -> dict[str, Any]:
         """The model's own options of :func:`~napari_brainseg.inference.segment`: thresholds, normalisation, second
-        pass and whole-tumour growth."""
+        pass, whole-tumour growth and scale."""
         return {"threshold": list(self.thresholds), "normalisation": self.normalisation,
-                "second_pass": self.second_pass, "wt_growth": self.wt_growth}
+                "second_pass": self.second_pass, "wt_growth": self.wt_growth, "scale": self.scale}
 
     @property
     def n_parameters(self) -> int:
@@ -118,11 +122,15 @@ class ModelInfo:
 
 SLICE_ARCH = "monai.UNet-2.5d"
 ENSEMBLE_ARCH = "ensemble"
+CONTEXT_ARCH = "with-context"
+"""The ``arch`` of a model with a context network (:mod:`.context`)."""
 ARCHITECTURES = {
     DEFAULT_ARCH: "MONAI UNet on 3-D patches (arch_kwargs: the UNet's arguments)",
     SLICE_ARCH: "MONAI 2-D UNet on axial slices, each with `context` neighbours on either side as channels",
     ENSEMBLE_ARCH: "networks whose probabilities are averaged (arch_kwargs: in_channels, out_channels and "
                    "members, each an arch and its arch_kwargs)",
+    CONTEXT_ARCH: "a segmentation network and a coarse context network for the whole tumour (arch_kwargs: network, "
+                  "an arch and its arch_kwargs; context, the context model's description; rule)",
 }
 
 
@@ -145,6 +153,12 @@ def build_network(info: ModelInfo) -> nn.Module:
     from .slice_network import SliceNetwork
 
     kwargs = dict(info.arch_kwargs)
+    if info.arch == CONTEXT_ARCH:
+        from .context import context_info, context_rule, network_info
+        from .context_network import WithContext
+
+        context = context_info(info)
+        return WithContext(build_network(network_info(info)), build_network(context), context, context_rule(info))
     if info.arch == ENSEMBLE_ARCH:
         shared = {key: kwargs[key] for key in ("in_channels", "out_channels")}
         return Ensemble([build_network(ModelInfo(model_id=info.model_id, arch=member["arch"],

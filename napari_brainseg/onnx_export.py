@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
+from .context_network import WithContext
 from .inference import default_window
 from .model import ModelInfo, load_model, resolve_model_path
 from .onnx_model import (
@@ -33,6 +34,7 @@ from .onnx_model import (
     OnnxModel,
     OnnxModelError,
     checkpoint_sha256,
+    context_onnx_path,
     metadata,
     onnx_path_beside,
     open_onnx,
@@ -104,7 +106,8 @@ def export_network(
     model: torch.nn.Module, info: ModelInfo, out: str | Path, fingerprint: str, precision: str = "fp32"
 ) -> tuple[Path, float]:
     """Write ``model`` as an ONNX export at ``out`` with its metadata, replacing a file there only once the new
-    export has been checked to agree with ``model``; returns its path and :func:`largest_difference`."""
+    export has been checked to agree with ``model``; returns its path and :func:`largest_difference`. A model with
+    a context network writes the context's export first, beside it (:func:`~.onnx_model.context_onnx_path`)."""
     import onnx
 
     if precision not in PRECISIONS:
@@ -115,6 +118,8 @@ def export_network(
             "depends on the input's shape); it runs with the torch backend."
         )
     out = Path(out)
+    if isinstance(model, WithContext):  # the context network first: the main export says the pair is complete
+        export_network(model.context_network, model.context_info, context_onnx_path(out), fingerprint, precision)
     window = default_window(model)
     shape = (1, len(info.channels), *(window or CHECK_SHAPE_ONE_PASS))
     proto = to_onnx(model, shape)
@@ -126,7 +131,7 @@ def export_network(
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as temp:
         onnx.save(proto, temp)
-        difference = largest_difference(model, open_onnx(temp, fingerprint), shape)
+        difference = largest_difference(model, open_onnx(temp, fingerprint, with_context=False), shape)
         if difference > TOLERANCE[precision]:
             raise OnnxModelError(
                 f"The {precision} ONNX export of {info.model_id} disagrees with the model (probabilities differ "

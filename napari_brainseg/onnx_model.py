@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import CheckpointError, ModelInfo, info_from_dict, resolve_model_path
+from .model import CONTEXT_ARCH, CheckpointError, ModelInfo, info_from_dict, resolve_model_path
 
 FORMAT = "napari-brainseg-onnx"
 FORMAT_VERSION = 1
@@ -101,9 +101,29 @@ class OnnxModel:
     window: tuple[int, ...] | None
     overlap: float
     session: Any = field(repr=False)
+    context_network: OnnxModel | None = None
+    """The context network's export, for a model with one (:mod:`~napari_brainseg.context`)."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    @property
+    def context_info(self) -> ModelInfo:
+        from .context import context_info
+
+        return context_info(self.info)
+
+    @property
+    def rule(self):
+        from .context import context_rule
+
+        return context_rule(self.info)
+
+
+def context_onnx_path(path: str | Path) -> Path:
+    """Where the context network of the export at ``path`` lies: ``model.onnx`` -> ``model.context.onnx``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.context{SUFFIX}")
 
 
 def _threads() -> int:
@@ -114,14 +134,18 @@ def _threads() -> int:
         return 0
 
 
-def open_onnx(path: str | Path, fingerprint: str | None = None) -> OnnxModel:
+def open_onnx(path: str | Path, fingerprint: str | None = None, with_context: bool = True) -> OnnxModel:
     """Open an export; refuse a file that is not ours, is newer than this plugin, or (given the checkpoint's
-    ``fingerprint``) was made from another checkpoint."""
+    ``fingerprint``) was made from another checkpoint. An export of a model with a context network opens its
+    context's export too, unless ``with_context`` is false."""
     import onnxruntime as ort
 
     path = Path(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = _threads()
+    # no memory arena: a model with a context network runs two sessions, and their arenas together took predict
+    # from 0.8 to 1.06 GB peak; without them it stays at 0.8 GB, as fast (weights/MODEL_CARD.md, *Session 17*)
+    options.enable_cpu_mem_arena = False
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -149,13 +173,24 @@ def open_onnx(path: str | Path, fingerprint: str | None = None) -> OnnxModel:
             ".onnx file."
         )
     window = json.loads(meta["window"])
+    info = info_from_dict(json.loads(meta["model_info"]))
+    context = None
+    if info.arch == CONTEXT_ARCH and with_context:
+        if not context_onnx_path(path).is_file():
+            raise OnnxModelError(
+                f"{path.name} is the export of a model with a context network, but {context_onnx_path(path).name} is "
+                "missing beside it. Export it again with `napari-brainseg export-onnx CHECKPOINT`, or delete "
+                f"{path.name}."
+            )
+        context = open_onnx(context_onnx_path(path), meta.get("checkpoint_sha256"))
     return OnnxModel(
         path=path,
-        info=info_from_dict(json.loads(meta["model_info"])),
+        info=info,
         precision=meta["precision"],
         window=tuple(window) if window else None,
         overlap=float(meta["overlap"]),
         session=session,
+        context_network=context,
     )
 
 

@@ -264,9 +264,12 @@ def refinement_network(base: str | Path = "bundled"):
     """
     import torch
 
-    from .model import build_network, load_model
+    from .context import network_info
+    from .model import CONTEXT_ARCH, build_network, load_model
 
     segmenter, base_info = load_model(base)
+    if base_info.arch == CONTEXT_ARCH:  # the click network starts from the segmentation network alone
+        segmenter, base_info = segmenter.network, network_info(base_info)
     kept = {k: v for k, v in asdict(base_info).items() if k not in ("parent", "metrics", "training", "created")}
     info = type(base_info)(**kept, parent=base_info.model_id)
     info.kind, info.guidance = REFINEMENT, dict(GUIDANCE)

@@ -114,9 +114,9 @@ def test_a_robust_run_in_bf16_records_its_normalisation_and_validates_with_it(da
 def test_a_run_normalised_outside_the_tumour_records_it_and_validates_as_segment_does(data_dir, tmp_path, monkeypatch):
     seen = []
 
-    def spy(files, normalisation: str) -> dict:
+    def spy(files, normalisation: str, scale: int) -> dict:
         seen.append(normalisation)
-        return load_training_case(files, normalisation)
+        return load_training_case(files, normalisation, scale)
 
     monkeypatch.setattr(train_module, "load_training_case", spy)
     run = tmp_path / "outside"

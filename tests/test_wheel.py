@@ -68,6 +68,7 @@ def test_the_wheel_installs_training_inside_the_package(wheel):
             "napari_brainseg/training/splits/brats2018.json"} <= set(names)
     assert "napari_brainseg/napari.yaml" in names and "napari_brainseg/weights/brainseg_unet3d.pt" in names
     assert "napari_brainseg/weights/brainseg_unet3d.onnx" in names
+    assert "napari_brainseg/weights/brainseg_unet3d.context.onnx" in names
 
 
 def test_the_plugin_the_command_and_training_work_from_a_wheel_install(installed, tmp_path):

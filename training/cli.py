@@ -1,4 +1,5 @@
-"""The training steps of the ``napari-brainseg`` command: train, finetune, evaluate, average, ensemble, register.
+"""The training steps of the ``napari-brainseg`` command: train, finetune, evaluate, average, ensemble, add-context,
+register.
 
 A run folder (``--out``) that already holds ``state.pt`` is resumed from its last completed epoch:
 after an interruption, run the same command again. Under ``torchrun`` (``torchrun --nproc_per_node N
@@ -17,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from napari_brainseg.backend import BACKEND_HELP, BACKENDS
+from napari_brainseg.context import ContextRule
 from napari_brainseg.devices import DEVICES
 from napari_brainseg.preprocess import NORMALISATIONS
 
@@ -89,6 +91,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "interquartile range) or z-score-outside-tumour (mean, standard deviation of the brain outside "
                         "the expert's tumour; the model then segments twice, the second time outside the tumour it "
                         "found first, unless it found none or half the brain); recorded in the checkpoint")
+    p.add_argument("--scale", type=int, default=1, choices=[1, 2],
+                   help="read the cases this many times coarser (2: a 2 mm context network that sees the whole brain "
+                        "in one 64^3 patch; --patch-size is then in 2 mm voxels); recorded in the checkpoint")
     p.set_defaults(func=cmd_train, interrupted=RESUME_HINT)
 
 
@@ -177,6 +182,26 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ensemble)
 
 
+def _add_context(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("add-context", help="give a segmentation checkpoint a context network for large tumours",
+                       description="Join a segmentation checkpoint and a context network (trained with --scale 2) "
+                                   "into one checkpoint: where the context network finds a large whole tumour much "
+                                   "larger than the segmentation's, the whole-tumour probability is the mean of both.")
+    p.add_argument("checkpoint", help="the segmentation checkpoint")
+    p.add_argument("context", help="the context network's checkpoint (napari-brainseg train --scale 2)")
+    p.add_argument("--out", required=True, help="the new checkpoint, never overwritten (required)")
+    p.add_argument("--version", default=None, help="its version (default: the segmentation checkpoint's)")
+    p.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
+    rule = ContextRule()
+    p.add_argument("--min-voxels", type=int, default=rule.min_voxels,
+                   help="the context's whole tumour counts only from this many voxels...")
+    p.add_argument("--min-ratio", type=float, default=rule.min_ratio,
+                   help="... and this many times the segmentation's whole tumour")
+    p.add_argument("--weight", type=float, default=rule.weight,
+                   help="the context's share of the whole-tumour probability when it counts")
+    p.set_defaults(func=cmd_add_context)
+
+
 def _add_register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("register", help="add a checkpoint to the models the plugin offers",
                        description="Copy a checkpoint into the user's models folder under a name; the Segment "
@@ -211,7 +236,7 @@ def _add_train_refine(sub: argparse._SubParsersAction) -> None:
 def add_training_commands(sub: argparse._SubParsersAction) -> None:
     """Add train, finetune, evaluate, average, ensemble, register and train-refine to a subcommand group, in the
     loop's order."""
-    for add in (_add_train, _add_finetune, _add_evaluate, _add_average, _add_ensemble, _add_register,
+    for add in (_add_train, _add_finetune, _add_evaluate, _add_average, _add_ensemble, _add_context, _add_register,
                 _add_train_refine):
         add(sub)
 
@@ -236,7 +261,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(data=args.data, out=args.out, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                       val_every=args.val_every, arch=args.arch, arch_kwargs=args.arch_kwargs,
-                      normalisation=args.normalisation, **_run_settings(args))
+                      normalisation=args.normalisation, scale=args.scale, **_run_settings(args))
     trainer = Trainer(cfg, log=tqdm.write)
     bar = tqdm(total=trainer.cfg.total_steps, initial=trainer.step, unit="step", disable=trainer.rank != 0)
 
@@ -367,6 +392,16 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     if rows:
         print(f"On the {len(rows)} validation case(s) none of them trained on:")
         print(format_table(rows))
+    print(f"For the ONNX backend (CPU): napari-brainseg export-onnx {path}")
+    return 0
+
+
+def cmd_add_context(args: argparse.Namespace) -> int:
+    from .context import add_context
+
+    rule = ContextRule(min_voxels=args.min_voxels, min_ratio=args.min_ratio, weight=args.weight)
+    path = add_context(args.checkpoint, args.context, args.out, rule, version=args.version, half=args.half)
+    print(f"Joined the segmentation checkpoint and its context network: {path}")
     print(f"For the ONNX backend (CPU): napari-brainseg export-onnx {path}")
     return 0
 

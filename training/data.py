@@ -40,6 +40,7 @@ from napari_brainseg.atomic import write_text_atomic
 from napari_brainseg.export import SIDECAR_NAME, VERSION_DIR
 from napari_brainseg.preprocess import Z_SCORE, brain_box, normalise, tumour_to_exclude
 from napari_brainseg.io import BratsInputError, CaseFiles, find_case, is_case_folder, load_case
+from napari_brainseg.resample import downsample, downsample_labels
 
 
 class IncompleteVersionWarning(UserWarning):
@@ -186,16 +187,18 @@ def sampling_weights(cases: Sequence[CaseFiles], correction_share: float) -> lis
     return [share / n_corrected if c else (1 - share) / (n - n_corrected) for c in corrected]
 
 
-def load_training_case(files: CaseFiles, normalisation: str = Z_SCORE) -> dict:
-    """A case cropped to the brain and normalised (a model's ``info.normalisation``; one of
-    :data:`~napari_brainseg.preprocess.TUMOUR_EXCLUDED` leaves the expert's tumour out of the statistics): ``image``
-    (4, z, y, x) and ``label`` (1, z, y, x)."""
+def load_training_case(files: CaseFiles, normalisation: str = Z_SCORE, scale: int = 1) -> dict:
+    """A case cropped to the brain, ``scale`` times coarser (a model's ``info.scale``, as ``segment`` reads it) and
+    normalised (a model's ``info.normalisation``; one of :data:`~napari_brainseg.preprocess.TUMOUR_EXCLUDED` leaves
+    the expert's tumour out of the statistics): ``image`` (4, z, y, x) and ``label`` (1, z, y, x)."""
     case = load_case(files)
     box = brain_box(case.image)
-    label = case.seg[box]
+    image, label = case.image[(slice(None), *box)], case.seg[box]
+    if scale > 1:
+        image, label = downsample(image, scale), downsample_labels(label, scale)
     tumour = tumour_to_exclude(label, normalisation)
     return {
-        "image": normalise(case.image[(slice(None), *box)], normalisation, exclude=tumour),
+        "image": normalise(image, normalisation, exclude=tumour),
         "label": label[None].astype(np.uint8),
         "case_id": case.case_id,
     }

@@ -106,6 +106,9 @@ class TrainConfig:
     normalisation: str = "z-score"
     """How a new run normalises its input, a key of :data:`~napari_brainseg.preprocess.NORMALISATIONS`; a
     fine-tune keeps its base's."""
+    scale: int = 1
+    """How many times coarser than the cases a new run's network reads them (2: a 2 mm context network,
+    :mod:`napari_brainseg.context`); ``patch_size`` is in its coarse voxels. A fine-tune keeps its base's."""
     loss: str = DEFAULT_LOSS
     """The loss on WT/TC/ET, a key of :data:`~.losses.LOSSES`."""
     precision: str = "auto"
@@ -192,7 +195,7 @@ def _base_info(cfg: TrainConfig) -> tuple[torch.nn.Module, ModelInfo]:
     if cfg.normalisation not in NORMALISATIONS:
         raise ValueError(f"Unknown normalisation {cfg.normalisation!r}; choose one of {', '.join(NORMALISATIONS)}.")
     info = ModelInfo(model_id="", arch=arch, patch_size=list(cfg.patch_size), arch_kwargs={**defaults, **overrides},
-                     normalisation=NORMALISATIONS[cfg.normalisation])
+                     normalisation=NORMALISATIONS[cfg.normalisation], scale=cfg.scale)
     return build_network(info), info
 
 
@@ -266,6 +269,10 @@ class Trainer:
                 f"{names.get(self.info.normalisation, self.info.normalisation)}; resume it with --normalisation "
                 f"{names.get(trained_on, trained_on)}, or train in a new run folder."
             )
+        read_at = state.get("scale", 1)
+        if read_at != self.info.scale:
+            raise ValueError(f"{self.run} was trained on cases read {read_at} times coarser, not {self.info.scale}; "
+                             f"resume it with --scale {read_at}, or train in a new run folder.")
         trained_with = state.get("loss", DICE_SOFTMAX_CE)  # the only loss before it was recorded
         if trained_with != self.cfg.loss:
             raise ValueError(f"{self.run} was trained with the loss {trained_with}, not {self.cfg.loss}; resume it "
@@ -332,7 +339,7 @@ class Trainer:
         shard = shard_cases(self.train_cases, self.rank, self.world)
         for line in self.plan().splitlines():
             self.log(line)
-        samples = [load_training_case(c, self.info.normalisation) for c in shard]
+        samples = [load_training_case(c, self.info.normalisation, self.info.scale) for c in shard]
         weights = sampling_weights(shard, cfg.correction_share)
         if weights is not None:
             share = sum(w for w, c in zip(weights, shard) if is_correction(c))
@@ -389,7 +396,8 @@ class Trainer:
             save_checkpoint(epoch_checkpoint(self.run, self.epoch), self.model, self.info)
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
-                 "history": self.history, "normalisation": self.info.normalisation, "loss": self.cfg.loss}
+                 "history": self.history, "normalisation": self.info.normalisation, "loss": self.cfg.loss,
+                 "scale": self.info.scale}
         with atomic_path(self.run / STATE_FILE) as temp:
             torch.save(state, temp)
 
