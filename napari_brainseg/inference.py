@@ -354,12 +354,11 @@ def segment(
         uncertainty[box] = spread_crop
     labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels,
                                        wt_growth)
-    context = getattr(model, "context_network", None)
-    if context is not None:
-        seen = segment(image, context, dev if dev is not None else "cpu", tta=tta, should_stop=should_stop,
-                       **model.context_info.segment_options())
-        if context_fires(labels, seen.labels, model.rule):
-            probabilities = whole_tumour_with_context(probabilities, seen.probabilities, model.rule)
+    if getattr(model, "context_network", None) is not None:
+        context = segment(image, model.context_network, dev if dev is not None else "cpu", tta=tta,
+                          should_stop=should_stop, **model.context_info.segment_options())
+        if context_fires(labels, context.labels, model.rule):
+            probabilities = whole_tumour_with_context(probabilities, context.probabilities, model.rule)
             labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction,
                                                min_enhancing_voxels, wt_growth)
     return Segmentation(
