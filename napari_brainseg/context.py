@@ -33,6 +33,7 @@ import numpy as np
 
 from .labels import BACKGROUND
 from .model import CONTEXT_ARCH, ModelInfo
+
 CONTEXT_FIELDS = ("model_id", "version", "arch", "arch_kwargs", "normalisation", "thresholds", "scale", "patch_size",
                   "train_cases", "val_cases")
 """What a model with a context network keeps of the context model's description."""

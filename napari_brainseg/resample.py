@@ -1,12 +1,14 @@
 """Coarser grids for a network that sees the whole brain: block-mean down-sampling and linear up-sampling.
 
 A context network (:mod:`.context`) reads each (Z, Y, X) volume ``factor`` times coarser along every axis: the
-mean of each ``factor``-cubed block, the volume zero-padded at its far end to a whole number of blocks. Label
+mean of each ``factor``-cubed block, the volume zero-padded at its far end to a whole number of blocks
+(scikit-image's ``block_reduce``). Label
 maps go down region by region (a block is in WT, TC or ET when at least half of it is). Probabilities come back
 to the fine grid by linear interpolation between block centres (PyTorch's ``interpolate(mode="trilinear",
-align_corners=False)``), cropped to the fine shape.
+align_corners=False)``), cropped to the fine shape: written out here, because SciPy's ``ndimage.zoom(order=1,
+grid_mode=True)``, which computes the same, took 0.86 s against 0.27 s on a brain box.
 
-Plain numpy, so that both inference backends and the training data share it without importing torch.
+Plain numpy and scikit-image, so that both inference backends and the training data share it without importing torch.
 
 Example:
     >>> import numpy as np
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from skimage.measure import block_reduce
 
 from .labels import labels_from_regions, regions_from_labels
 
@@ -36,11 +39,7 @@ def downsample(volumes: np.ndarray, factor: int) -> np.ndarray:
     """The block means of a (C, Z, Y, X) stack, ``factor`` times coarser along each spatial axis (float32)."""
     factor = _check_factor(factor)
     volumes = np.asarray(volumes, dtype=np.float32)
-    pad = [(0, 0)] + [(0, -size % factor) for size in volumes.shape[1:]]
-    padded = np.pad(volumes, pad)
-    c, z, y, x = padded.shape
-    blocks = padded.reshape(c, z // factor, factor, y // factor, factor, x // factor, factor)
-    return blocks.mean(axis=(2, 4, 6), dtype=np.float32)
+    return block_reduce(volumes, (1, factor, factor, factor), np.mean, cval=0).astype(np.float32, copy=False)
 
 
 def downsample_labels(labels: np.ndarray, factor: int) -> np.ndarray:

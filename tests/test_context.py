@@ -178,6 +178,16 @@ def test_add_context_refuses_a_context_on_the_case_grid_and_never_overwrites(tmp
     assert not (tmp_path / "new.pt").exists()
 
 
+def test_add_context_refuses_a_second_context_and_a_context_that_reads_other_channels(tmp_path, joined):
+    context = tmp_path / "ctx.pt"
+    with pytest.raises(ValueError, match="seg already has a context network"):
+        add_context(joined, context, tmp_path / "twice.pt")
+    other = saved(tmp_path, "flair-only", 2, scale=2, channels=["flair"])
+    with pytest.raises(ValueError, match="flair-only reads \\['flair'\\], seg2 reads .* the same channels"):
+        add_context(saved(tmp_path, "seg2", 0), other, tmp_path / "mixed.pt")
+    assert not (tmp_path / "twice.pt").exists() and not (tmp_path / "mixed.pt").exists()
+
+
 def test_add_context_on_the_command_line_records_the_rule(tmp_path, capsys):
     segmenter, context = saved(tmp_path, "seg", 0), saved(tmp_path, "ctx", 1, scale=2)
     assert main(["add-context", str(segmenter), str(context), "--out", str(tmp_path / "out.pt"), "--min-voxels", "5",
