@@ -5,7 +5,10 @@ On each validation case the bundled model segments the case; then a simulated an
 * **clicks**: each new click goes to the voxel deepest inside the largest 3-D connected region where the
   labels disagree with the expert, carrying the expert's label there (``clicks.next_click``); all clicks so
   far go to ``refine``. Printed: WT/TC/ET Dice after 0, 1, 3, 5 and 10 clicks, clicks to reach WT Dice 0.90
-  and 0.95 (">N" when N clicks did not), and the median seconds per click.
+  and 0.95 (">N" when N clicks did not), and the median seconds per click; then, for each kind of click (adds
+  tumour, removes tumour, corrects a class inside the tumour), how many there were, how deep they lay in their
+  error (the distance to the nearest voxel that already carries what they say) and how many whole-tumour voxels
+  they made right and wrong (``click_outcome``).
 * **slice repainting**: one action repaints a whole axial slice with the expert's labels (slices that are
   already right are skipped), until WT Dice 0.95, taking slices in the Review widget's uncertainty order
   (then any others, top to bottom), top to bottom, or worst first (an oracle). Printed: the share of the
@@ -43,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from napari_brainseg.clicks import Click, next_click  # noqa: E402
 from napari_brainseg.inference import segment  # noqa: E402
 from napari_brainseg.io import load_case  # noqa: E402
-from napari_brainseg.labels import REGION_NAMES, region_dice  # noqa: E402
+from napari_brainseg.labels import BACKGROUND, REGION_NAMES, region_dice  # noqa: E402
 from napari_brainseg.model import ModelInfo, load_model, resolve_model_path  # noqa: E402
 from napari_brainseg.onnx_model import checkpoint_sha256  # noqa: E402
 from napari_brainseg.refine import GROWING_WINDOW, click_window, refine  # noqa: E402
@@ -68,9 +71,27 @@ def oracle_refine(labels: np.ndarray, truth: np.ndarray, brain: np.ndarray, clic
     return fixed
 
 
+def click_outcome(before: np.ndarray, after: np.ndarray, truth: np.ndarray, brain: np.ndarray, click: Click) -> dict:
+    """What a click was and did to the whole tumour: its kind, its depth (voxels from the nearest voxel that already
+    carries what it says, within region growing's window; None where the window holds none), and the voxels whose
+    whole-tumour label it made right and made wrong."""
+    z, y, x, label = click
+    kind = "class" if (before[z, y, x] == BACKGROUND) == (label == BACKGROUND) else \
+        "adds tumour" if label != BACKGROUND else "removes tumour"
+    box = click_window(click[:3], before.shape, GROWING_WINDOW)
+    side = (before[box] != BACKGROUND) if label != BACKGROUND else (before[box] == BACKGROUND) & brain[box]
+    depth = None
+    if kind != "class" and side.any():
+        depth = float(ndimage.distance_transform_edt(~side)[tuple(v - s.start for v, s in zip(click[:3], box))])
+    changed = (before != BACKGROUND) != (after != BACKGROUND)
+    now_right = (after != BACKGROUND) == (truth != BACKGROUND)
+    return {"kind": kind, "depth": depth, "made_right": int(np.count_nonzero(changed & now_right)),
+            "made_wrong": int(np.count_nonzero(changed & ~now_right))}
+
+
 def click_session(image, start, truth, brain, n_clicks: int, model: str | None, oracle: bool = False) -> dict:
-    """Dice after every click, and the seconds each click took."""
-    labels, clicks, history, seconds = start, [], [region_dice(start, truth)], []
+    """Dice after every click, the seconds each click took and what each did (:func:`click_outcome`)."""
+    labels, clicks, history, seconds, outcomes = start, [], [region_dice(start, truth)], [], []
     for _ in range(n_clicks):
         click = next_click(labels, truth, brain)
         if click is None:
@@ -78,10 +99,12 @@ def click_session(image, start, truth, brain, n_clicks: int, model: str | None, 
             continue
         clicks.append(click)
         begin = time.perf_counter()
-        labels = oracle_refine(labels, truth, brain, click) if oracle else refine(image, labels, clicks, model=model)
+        refined = oracle_refine(labels, truth, brain, click) if oracle else refine(image, labels, clicks, model=model)
         seconds.append(time.perf_counter() - begin)
+        outcomes.append(click_outcome(labels, refined, truth, brain, click))
+        labels = refined
         history.append(region_dice(labels, truth))
-    return {"dice": history, "seconds": seconds}
+    return {"dice": history, "seconds": seconds, "clicks": outcomes}
 
 
 def repaint_actions(start: np.ndarray, truth: np.ndarray, order: list[int]) -> tuple[int, int]:
@@ -180,14 +203,33 @@ def report(rows: list[dict], n_clicks: int) -> str:
     return "\n".join(lines)
 
 
+def where_clicks_went(rows: list[dict]) -> str:
+    """One line per kind of click over all cases: how many, their median depth, and the whole-tumour voxels they
+    made right and wrong (runs saved before the benchmark recorded clicks are left out)."""
+    outcomes = [o for row in rows for o in row.get("clicks", [])]
+    lines = []
+    for kind in ("adds tumour", "removes tumour", "class"):
+        these = [o for o in outcomes if o["kind"] == kind]
+        if not these:
+            continue
+        depths = [o["depth"] for o in these if o["depth"] is not None]
+        right, wrong = sum(o["made_right"] for o in these), sum(o["made_wrong"] for o in these)
+        gained = sum(o["made_right"] > o["made_wrong"] for o in these)
+        depth = f"median depth {np.median(depths):.1f} voxels, " if depths else ""
+        lines.append(f"- {kind}: {len(these)} clicks, {depth}whole-tumour voxels made right {right:,}, made wrong "
+                     f"{wrong:,}; more right than wrong in {gained}")
+    return "\n".join(["Where the clicks went:", *lines]) if lines else ""
+
+
 def saved_report(paths: list[Path]) -> str:
     """:func:`report` over the cases of several ``--json`` files, cut to the fewest clicks any of them ran."""
     rows = [row for path in paths for row in json.loads(path.read_text())]
     if not rows:
         raise SystemExit("error: the --report files hold no cases.")
     n_clicks = min(len(row["dice"]) for row in rows) - 1
-    return report([{**row, "dice": row["dice"][: n_clicks + 1], "seconds": row["seconds"][:n_clicks]} for row in rows],
-                  n_clicks)
+    rows = [{**row, "dice": row["dice"][: n_clicks + 1], "seconds": row["seconds"][:n_clicks],
+             "clicks": row.get("clicks", [])[:n_clicks]} for row in rows]
+    return "\n\n".join(filter(None, [report(rows, n_clicks), where_clicks_went(rows)]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{case_id}: WT {row['dice'][0]['WT']:.3f} -> {row['dice'][-1]['WT']:.3f} after {args.clicks} clicks",
               flush=True)
     print(report(rows, args.clicks))
+    print(where_clicks_went(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -87,3 +88,45 @@ def test_the_cache_keeps_first_masks_apart_for_checkpoints_that_share_an_id_and_
         assert result.returncode == 0, result.stderr
     first, second = (np.load(path)["labels"] for path in sorted(cache.iterdir()))
     assert (first != second).any()
+
+
+def click_effort_module():
+    """The benchmark script, imported as a module."""
+    spec = importlib.util.spec_from_file_location("click_effort", ROOT / "benchmarks" / "click_effort.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_click_is_told_by_its_kind_depth_and_the_whole_tumour_voxels_it_made_right_and_wrong():
+    click_outcome = click_effort_module().click_outcome
+    truth = np.zeros((20, 20, 20), dtype=np.uint8)
+    truth[5:15, 5:15, 5:15] = 2
+    before = np.zeros_like(truth)
+    before[7:13, 7:13, 7:13] = 2  # a shell of oedema two voxels thick missed
+    after = before.copy()
+    after[5:7, 7:13, 7:13] = 2  # the click fills 72 missed voxels...
+    after[2, 2, 2] = 2  # ...and adds one false one
+    brain = np.ones(truth.shape, dtype=bool)
+
+    added = click_outcome(before, after, truth, brain, (6, 10, 10, 2))
+    core = click_outcome(before, before, truth, brain, (10, 10, 10, 1))
+
+    assert added == {"kind": "adds tumour", "depth": 1.0, "made_right": 72, "made_wrong": 1}
+    assert core == {"kind": "class", "depth": None, "made_right": 0, "made_wrong": 0}
+    removed = click_outcome(after, before, truth, brain, (2, 2, 2, 0))
+    assert removed["kind"] == "removes tumour" and removed["made_right"] == 1 and removed["made_wrong"] == 72
+
+
+def test_the_report_says_where_the_clicks_went(tmp_path):
+    run = saved_run("A", [0.80, 0.85, 0.86])
+    run["clicks"] = [{"kind": "adds tumour", "depth": 1.0, "made_right": 90, "made_wrong": 10},
+                     {"kind": "adds tumour", "depth": 2.0, "made_right": 5, "made_wrong": 20}]
+    saved = tmp_path / "fold.json"
+    saved.write_text(json.dumps([run]))
+
+    lines = report(saved)
+
+    assert "- adds tumour: 2 clicks, median depth 1.5 voxels, whole-tumour voxels made right 95, made wrong 30; " \
+           "more right than wrong in 1" in lines
+    assert not any(line.startswith("- removes tumour") for line in lines)
