@@ -49,7 +49,7 @@ from napari_brainseg.io import load_case  # noqa: E402
 from napari_brainseg.labels import BACKGROUND, REGION_NAMES, region_dice  # noqa: E402
 from napari_brainseg.model import ModelInfo, load_model, resolve_model_path  # noqa: E402
 from napari_brainseg.onnx_model import checkpoint_sha256  # noqa: E402
-from napari_brainseg.refine import GROWING_WINDOW, click_window, refine  # noqa: E402
+from napari_brainseg.refine import GROWING_WINDOW, click_side, click_window, refine  # noqa: E402
 from napari_brainseg.review import ReviewQueue, slice_scores  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "brats2018"
@@ -79,10 +79,11 @@ def click_outcome(before: np.ndarray, after: np.ndarray, truth: np.ndarray, brai
     kind = "class" if (before[z, y, x] == BACKGROUND) == (label == BACKGROUND) else \
         "adds tumour" if label != BACKGROUND else "removes tumour"
     box = click_window(click[:3], before.shape, GROWING_WINDOW)
-    side = (before[box] != BACKGROUND) if label != BACKGROUND else (before[box] == BACKGROUND) & brain[box]
+    local = (*(v - s.start for v, s in zip(click[:3], box)), label)
+    side = click_side(before[box], brain[box], local)
     depth = None
     if kind != "class" and side.any():
-        depth = float(ndimage.distance_transform_edt(~side)[tuple(v - s.start for v, s in zip(click[:3], box))])
+        depth = float(ndimage.distance_transform_edt(~side)[local[:3]])
     changed = (before != BACKGROUND) != (after != BACKGROUND)
     now_right = (after != BACKGROUND) == (truth != BACKGROUND)
     return {"kind": kind, "depth": depth, "made_right": int(np.count_nonzero(changed & now_right)),

@@ -199,7 +199,7 @@ def _grow(data: np.ndarray, current: np.ndarray, brain: np.ndarray, click: Click
         to_click, to_rest = to_click.mean(axis=0), to_rest.mean(axis=0)
         grown = region & (to_click < to_rest) & (to_click < MAX_DISTANCE**2)
     depth = ndimage.distance_transform_edt(region)[z, y, x]
-    side = _click_side(current, brain, click)
+    side = click_side(current, brain, click)
     if side.any():
         from_side = ndimage.distance_transform_edt(~side)
         grown &= from_side <= max(SHELL_FACTOR * from_side[z, y, x], MIN_SHELL)
@@ -213,7 +213,7 @@ def _grow(data: np.ndarray, current: np.ndarray, brain: np.ndarray, click: Click
     return ndimage.binary_fill_holes(grown) & region
 
 
-def _click_side(current: np.ndarray, brain: np.ndarray, click: Click) -> np.ndarray:
+def click_side(current: np.ndarray, brain: np.ndarray, click: Click) -> np.ndarray:
     """The voxels that already carry what the click says: the tumour for a click that adds tumour, the
     background for a "not tumour" click, else its class."""
     z, y, x, label = click
