@@ -116,6 +116,8 @@ def test_a_click_is_told_by_its_kind_depth_and_the_whole_tumour_voxels_it_made_r
     assert core == {"kind": "class", "depth": None, "made_right": 0, "made_wrong": 0}
     removed = click_outcome(after, before, truth, brain, (2, 2, 2, 0))
     assert removed["kind"] == "removes tumour" and removed["made_right"] == 1 and removed["made_wrong"] == 72
+    nothing_yet = click_outcome(np.zeros_like(truth), before, truth, brain, (10, 10, 10, 2))
+    assert nothing_yet["depth"] is None and nothing_yet["made_right"] == 216  # no tumour to measure the depth from
 
 
 def test_the_report_says_where_the_clicks_went(tmp_path):
