@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -9,21 +11,47 @@ EPSILON = 1e-6
 """Probabilities are kept in [EPSILON, 1 - EPSILON] before they are turned back into logits."""
 
 
+def region_weights(weights: Sequence[Sequence[float]], members: int, regions: int) -> list[list[float]]:
+    """Each member's weight in each region, checked and scaled so that every region's weights sum to 1.
+
+    >>> region_weights([[1, 0, 0], [0, 1, 1]], members=2, regions=3)
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
+    >>> region_weights([[3, 1, 1], [1, 1, 3]], members=2, regions=3)
+    [[0.75, 0.5, 0.25], [0.25, 0.5, 0.75]]
+    """
+    rows = [[float(w) for w in row] for row in weights]
+    if len(rows) != members or any(len(row) != regions for row in rows):
+        raise ValueError(f"Region weights need one row of {regions} (one per region) for each of the {members} "
+                         f"members; got {[len(row) for row in rows]} weights in {len(rows)} rows.")
+    totals = [sum(column) for column in zip(*rows)]
+    if any(w < 0 for row in rows for w in row) or min(totals) <= 0:
+        raise ValueError(f"Region weights must be at least 0, and every region needs a member with a weight over 0; "
+                         f"got {rows}.")
+    return [[w / total for w, total in zip(row, totals)] for row in rows]
+
+
 class Ensemble(nn.Module):
     """Networks that read the same input and write the same sigmoid regions, run as one.
 
-    The output is a logit, as each member's is: that of the mean of the members' probabilities, so that
-    thresholding it at 0 is thresholding the mean probability at 0.5, and everything downstream (sliding
-    window, ONNX export, fine-tuning) treats the ensemble like any one network.
+    The output is a logit, as each member's is: that of the mean of the members' probabilities (weighted per region
+    by ``weights``, one row per member, when given; see :func:`region_weights`), so that thresholding it at 0 is
+    thresholding the mean probability at 0.5, and everything downstream (sliding window, ONNX export, fine-tuning)
+    treats the ensemble like any one network.
     """
 
-    def __init__(self, members: list[nn.Module]):
+    def __init__(self, members: list[nn.Module], weights: Sequence[Sequence[float]] | None = None):
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"An ensemble needs at least two networks, got {len(members)}.")
         self.members = nn.ModuleList(members)
+        self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.stack([torch.sigmoid(member(x)) for member in self.members]).mean(0)
+        probabilities = torch.stack([torch.sigmoid(member(x)) for member in self.members])
+        if self.weights is None:
+            mean = probabilities.mean(0)
+        else:  # (members, regions) -> (members, 1, regions, 1, ...) against (members, batch, regions, ...)
+            shape = (*self.weights.shape[:1], 1, self.weights.shape[1], *[1] * (probabilities.ndim - 3))
+            mean = (probabilities * self.weights.to(probabilities).view(shape)).sum(0)
         mean = mean.clamp(EPSILON, 1 - EPSILON)
         return torch.log(mean) - torch.log1p(-mean)

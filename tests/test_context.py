@@ -188,6 +188,14 @@ def test_add_context_refuses_a_second_context_and_a_context_that_reads_other_cha
     assert not (tmp_path / "twice.pt").exists() and not (tmp_path / "mixed.pt").exists()
 
 
+def test_add_context_takes_the_context_network_of_a_model_that_has_one(joined, tmp_path):
+    again = add_context(saved(tmp_path, "seg2", 2), joined, tmp_path / "again.pt")
+    model, info = load_model(again)
+    assert (info.model_id, context_info(info).model_id, context_rule(info)) == ("seg2", "ctx", ContextRule())
+    for key, value in load_model(tmp_path / "ctx.pt")[0].state_dict().items():
+        assert torch.equal(model.context_network.state_dict()[key], value)
+
+
 def test_add_context_on_the_command_line_records_the_rule(tmp_path, capsys):
     segmenter, context = saved(tmp_path, "seg", 0), saved(tmp_path, "ctx", 1, scale=2)
     assert main(["add-context", str(segmenter), str(context), "--out", str(tmp_path / "out.pt"), "--min-voxels", "5",

@@ -52,6 +52,40 @@ def test_the_ensemble_s_probabilities_are_the_mean_of_its_members(members, tmp_p
     assert [m["arch_kwargs"]["channels"] for m in info.arch_kwargs["members"]] == [[4, 8], [8, 16, 16]]
 
 
+def test_region_weights_take_each_region_from_the_members_they_say(members, tmp_path):
+    path, _ = ensemble_checkpoints(members, tmp_path / "split.pt", weights=[[1, 0, 1], [0, 3, 1]])
+    ensemble, info = load_model(path)
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.inference_mode():
+        narrow, wide = (torch.sigmoid(load_model(m)[0](x)) for m in members)
+        got = torch.sigmoid(ensemble(x))
+    assert info.arch_kwargs["weights"] == [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]]
+    assert torch.allclose(got[:, :2], torch.stack([narrow[:, 0], wide[:, 1]], 1), atol=1e-5)
+    assert torch.allclose(got[:, 2], (narrow[:, 2] + wide[:, 2]) / 2, atol=1e-5)
+    onnx_path, difference = export_onnx(path)
+    assert difference < 1e-3
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ([[1, 0, 0]], "one row of 3 .* for each of the 2 members; got \\[3\\] weights in 1 rows"),
+    ([[1, 0], [0, 1]], "got \\[2, 2\\] weights in 2 rows"),
+    ([[1, -1, 0], [0, 1, 1]], "at least 0"),
+    ([[1, 0, 0], [0, 1, 0]], "every region needs a member with a weight over 0"),
+])
+def test_region_weights_that_do_not_fit_the_members_are_refused(members, tmp_path, weights, message):
+    with pytest.raises(ValueError, match=message):
+        ensemble_checkpoints(members, tmp_path / "bad.pt", weights=weights)
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_the_command_takes_region_weights_one_triple_per_checkpoint(members, tmp_path, capsys):
+    assert main(["ensemble", *map(str, members), "--weights", "1,0,0", "0,1,1", "--out", str(tmp_path / "w.pt")]) == 0
+    assert load_model(tmp_path / "w.pt")[1].arch_kwargs["weights"] == [[1, 0, 0], [0, 1, 1]]
+    assert main(["ensemble", *map(str, members), "--weights", "1;0;0", "0,1,1", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "'1;0;0' is not three comma-separated numbers" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_it_trained_on_what_any_member_trained_on_and_validates_on_what_none_did(members, tmp_path):
     info = load_model(ensemble_checkpoints(members, tmp_path / "both.pt")[0])[1]
     assert info.train_cases == ["A", "B", "C"] and info.val_cases == ["D"]

@@ -176,10 +176,23 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
                                    "of theirs, at the cost of one pass of each.")
     p.add_argument("checkpoints", nargs="+", help="two or more checkpoints written by train, finetune or average")
     p.add_argument("--model-id", default=None, help="its model id (default: the first checkpoint's + '-ensemble')")
+    p.add_argument("--weights", type=_region_weights, nargs="+", default=None, metavar="WT,TC,ET",
+                   help="each checkpoint's weight in each region's mean, one WT,TC,ET triple per checkpoint in their "
+                        "order (say 1,0,0 0,1,1: the whole tumour from the first, the core and enhancing tumour from "
+                        "the second; default: equal)")
     _add_joined_checkpoint_options(p, version_from="the first checkpoint's",
                                    scored_on="the validation cases every member kept out", thresholds_from="0.5 each",
                                    second_pass_from="off", growth_from="none")
     p.set_defaults(func=cmd_ensemble)
+
+
+def _region_weights(text: str) -> list[float]:
+    """One checkpoint's ``WT,TC,ET`` weights."""
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not three comma-separated numbers (WT,TC,ET), say 1,0,0") from None
 
 
 def _add_context(sub: argparse._SubParsersAction) -> None:
@@ -188,7 +201,8 @@ def _add_context(sub: argparse._SubParsersAction) -> None:
                                    "into one checkpoint: where the context network finds a large whole tumour much "
                                    "larger than the segmentation's, the whole-tumour probability is the mean of both.")
     p.add_argument("checkpoint", help="the segmentation checkpoint")
-    p.add_argument("context", help="the context network's checkpoint (napari-brainseg train --scale 2)")
+    p.add_argument("context", help="the context network's checkpoint (napari-brainseg train --scale 2), or a model "
+                                   "with a context network, whose context network is taken")
     p.add_argument("--out", required=True, help="the new checkpoint, never overwritten (required)")
     p.add_argument("--version", default=None, help="its version (default: the segmentation checkpoint's)")
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the file; loaded as fp32)")
@@ -387,7 +401,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     path, rows = ensemble_checkpoints(args.checkpoints, args.out, model_id=args.model_id, version=args.version,
                                       half=args.half, val_data=args.data, device=args.device,
                                       thresholds=args.thresholds, second_pass=args.second_pass,
-                                      wt_growth=args.wt_growth)
+                                      wt_growth=args.wt_growth, weights=args.weights)
     print(f"Joined {len(args.checkpoints)} checkpoints into an ensemble: {path}")
     if rows:
         print(f"On the {len(rows)} validation case(s) none of them trained on:")

@@ -21,17 +21,23 @@ from pathlib import Path
 import torch
 
 from napari_brainseg.context import ContextRule, with_context_info
-from napari_brainseg.model import build_network, load_model, save_checkpoint
+from napari_brainseg.model import CONTEXT_ARCH, build_network, load_model, save_checkpoint
 
 
 def add_context(checkpoint: str | Path, context: str | Path, out: str | Path, rule: ContextRule = ContextRule(),
                 version: str | None = None, half: bool = False) -> Path:
-    """Write ``checkpoint`` with ``context`` as its context network under ``rule`` to ``out`` (never overwritten)."""
+    """Write ``checkpoint`` with ``context`` as its context network under ``rule`` to ``out`` (never overwritten).
+
+    ``context`` is a context network's checkpoint, or a model with a context network, whose context network is taken
+    (the rule is ``rule`` either way).
+    """
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new file name (it is never overwritten).")
     network, info = load_model(checkpoint)
     context_network, context_info = load_model(context)
+    if context_info.arch == CONTEXT_ARCH:
+        context_network, context_info = context_network.context_network, context_network.context_info
     joined = with_context_info(info, context_info, rule)
     joined.version = version or info.version
     model = build_network(joined)

@@ -3,7 +3,9 @@
 The members may be different networks (say an 8-channel UNet and a 16-channel one) as long as they read the
 same channels, normalised the same way, and write the same regions. The ensemble is an ordinary checkpoint
 (``arch`` ``ensemble``): ``predict``, ``evaluate``, ``finetune``, ``export-onnx`` and the widgets take it
-like any other model, at the cost of one pass of each member.
+like any other model, at the cost of one pass of each member. With ``weights`` the mean is weighted per region, so
+that each region can come from the member that finds it best (the bundled model since v1.6.0: the whole tumour from
+one network, the core and enhancing tumour from another).
 
 Example (two small untrained networks stand for two trained models):
     >>> from napari_brainseg.model import ModelInfo, build_network, load_model, save_checkpoint
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from napari_brainseg.ensemble_network import region_weights
 from napari_brainseg.model import ENSEMBLE_ARCH, CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
 
 from .average import check_joining, validation_cases
@@ -43,8 +46,9 @@ def _check_compatible(first: ModelInfo, other: ModelInfo, name: str) -> None:
 
 
 def ensemble_info(infos: Sequence[ModelInfo], paths: Sequence[str | Path], model_id: str | None = None,
-                  version: str | None = None) -> ModelInfo:
-    """The description of an ensemble of the models ``infos`` (read from ``paths``).
+                  version: str | None = None, weights: Sequence[Sequence[float]] | None = None) -> ModelInfo:
+    """The description of an ensemble of the models ``infos`` (read from ``paths``), its mean weighted by ``weights``
+    (one row per member, one weight per region; default: equal; see :func:`~.ensemble_network.region_weights`).
 
     It trained on every case any member trained on; its validation cases are those that every member kept
     out of training.
@@ -54,9 +58,12 @@ def ensemble_info(infos: Sequence[ModelInfo], paths: Sequence[str | Path], model
     unseen = [case for case in first.val_cases
               if all(case in info.val_cases for info in infos) and case not in trained]
     shared = {key: first.arch_kwargs[key] for key in ("in_channels", "out_channels")}
+    members = {"members": [{"arch": i.arch, "arch_kwargs": i.arch_kwargs} for i in infos]}
+    if weights is not None:
+        members["weights"] = region_weights(weights, len(infos), shared["out_channels"])
     return ModelInfo(
         model_id=model_id or f"{first.model_id}-ensemble", version=version or first.version, arch=ENSEMBLE_ARCH,
-        arch_kwargs={**shared, "members": [{"arch": i.arch, "arch_kwargs": i.arch_kwargs} for i in infos]},
+        arch_kwargs={**shared, **members},
         **{key: getattr(first, key) for key in MUST_AGREE},
         train_cases=trained, val_cases=unseen,
         corrected_cases=sorted({case for info in infos for case in info.corrected_cases}),
@@ -71,8 +78,10 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
                          val_data: Sequence[str | Path] | None = None, device: str = "cpu",
                          thresholds: Sequence[float] | None = None,
                          second_pass: bool | None = None,
-                         wt_growth: Sequence[float] | None = None) -> tuple[Path, list[dict]]:
-    """Write the ensemble of the checkpoints ``paths`` to ``out`` (never overwritten), with ``thresholds`` (default
+                         wt_growth: Sequence[float] | None = None,
+                         weights: Sequence[Sequence[float]] | None = None) -> tuple[Path, list[dict]]:
+    """Write the ensemble of the checkpoints ``paths`` to ``out`` (never overwritten), its mean weighted per region
+    by ``weights`` (one row per checkpoint; default: equal), with ``thresholds`` (default
     0.5 each) as its :attr:`~napari_brainseg.model.ModelInfo.thresholds`, ``second_pass`` (default off) as its
     :attr:`~napari_brainseg.model.ModelInfo.second_pass` and ``wt_growth`` (default none) as its
     :attr:`~napari_brainseg.model.ModelInfo.wt_growth`.
@@ -84,7 +93,7 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
     loaded = [load_model(path) for path in paths]
     for path, (_, info) in zip(paths[1:], loaded[1:]):
         _check_compatible(loaded[0][1], info, Path(path).name)
-    info = ensemble_info([i for _, i in loaded], paths, model_id, version)
+    info = ensemble_info([i for _, i in loaded], paths, model_id, version, weights)
     if thresholds:
         info.set_thresholds(thresholds)
     info.second_pass = bool(second_pass)
