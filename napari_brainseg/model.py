@@ -48,7 +48,9 @@ DEFAULT_ARCH_KWARGS: dict[str, Any] = {
 
 
 OUTPUT = "sigmoid regions WT, TC, ET, each over its `thresholds` value; decoded ET->4, TC-ET->1, WT-TC->2"
-"""How a network's output becomes labels (checkpoints before per-region thresholds say "threshold 0.5")."""
+"""How a network's output becomes labels."""
+OUTPUT_BEFORE_THRESHOLDS = "sigmoid regions WT, TC, ET (threshold 0.5); decoded ET->4, TC-ET->1, WT-TC->2"
+"""The same, as checkpoints written before per-region thresholds (v1.4.1) say it."""
 
 
 class CheckpointError(ValueError):

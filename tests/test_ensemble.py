@@ -15,6 +15,7 @@ from napari_brainseg.__main__ import main
 from napari_brainseg.inference import segment
 from napari_brainseg.io import load_case
 from napari_brainseg.model import DEFAULT_ARCH_KWARGS, CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
+from napari_brainseg.model import OUTPUT_BEFORE_THRESHOLDS
 from napari_brainseg.onnx_export import export_onnx
 from napari_brainseg.onnx_model import load_onnx_model
 from napari_brainseg.refine import refinement_network
@@ -140,6 +141,13 @@ def test_models_that_read_differently_cannot_be_joined(tmp_path):
                                               r"channels"):
         ensemble_checkpoints([first, other], tmp_path / "both.pt")
     assert not (tmp_path / "both.pt").exists()
+
+
+def test_a_checkpoint_from_before_per_region_thresholds_joins_one_that_has_them(tmp_path):
+    old = member(tmp_path, "old", NARROW, 0, output=OUTPUT_BEFORE_THRESHOLDS)
+    new = member(tmp_path, "new", WIDE, 1, thresholds=[0.4, 0.5, 0.5])
+    path, _ = ensemble_checkpoints([new, old], tmp_path / "both.pt", thresholds=[0.4, 0.5, 0.5])
+    assert load_model(path)[1].thresholds == [0.4, 0.5, 0.5]
 
 
 def test_one_checkpoint_or_an_existing_file_is_refused(members, tmp_path):

@@ -22,11 +22,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from napari_brainseg.ensemble_network import region_weights
-from napari_brainseg.model import ENSEMBLE_ARCH, CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
+from napari_brainseg.model import (
+    ENSEMBLE_ARCH,
+    OUTPUT,
+    OUTPUT_BEFORE_THRESHOLDS,
+    CheckpointError,
+    ModelInfo,
+    build_network,
+    load_model,
+    save_checkpoint,
+)
 
 from .average import check_joining, validation_cases
 from .evaluate import evaluate_cases, mean_scores
@@ -35,9 +45,15 @@ MUST_AGREE = ("channels", "normalisation", "output", "labels", "orientation", "p
 """What every member must share with the first: what it reads, how, and what it writes."""
 
 
+def _agree(key: str, first: Any, other: Any) -> bool:
+    """Whether two models say the same of ``key``; outputs that differ only in how they state their thresholds do
+    (an ensemble has thresholds of its own)."""
+    return first == other or (key == "output" and {first, other} <= {OUTPUT, OUTPUT_BEFORE_THRESHOLDS})
+
+
 def _check_compatible(first: ModelInfo, other: ModelInfo, name: str) -> None:
     for key in MUST_AGREE:
-        if getattr(first, key) != getattr(other, key):
+        if not _agree(key, getattr(first, key), getattr(other, key)):
             raise CheckpointError(
                 f"{name} ({other.model_id}) differs from the first model ({first.model_id}) in its {key} "
                 f"({getattr(other, key)!r} against {getattr(first, key)!r}); only models that read and write "
