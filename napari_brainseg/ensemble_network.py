@@ -37,21 +37,33 @@ class Ensemble(nn.Module):
     by ``weights``, one row per member, when given; see :func:`region_weights`), so that thresholding it at 0 is
     thresholding the mean probability at 0.5, and everything downstream (sliding window, ONNX export, fine-tuning)
     treats the ensemble like any one network.
+
+    With ``core_gate`` (a member's index) the output has a fourth channel: that member's own whole-tumour logit,
+    by which ``segment`` keeps TC and ET only inside the tumour that member finds
+    (:func:`~napari_brainseg.inference.gate_core`).
     """
 
-    def __init__(self, members: list[nn.Module], weights: Sequence[Sequence[float]] | None = None):
+    def __init__(self, members: list[nn.Module], weights: Sequence[Sequence[float]] | None = None,
+                 core_gate: int | None = None):
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"An ensemble needs at least two networks, got {len(members)}.")
+        if core_gate is not None and not 0 <= core_gate < len(members):
+            raise ValueError(f"The core gate is one of the {len(members)} members, counted from 0; got {core_gate}.")
         self.members = nn.ModuleList(members)
         self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+        self.core_gate = core_gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probabilities = torch.stack([torch.sigmoid(member(x)) for member in self.members])
+        logits = [member(x) for member in self.members]
+        probabilities = torch.sigmoid(torch.stack(logits))
         if self.weights is None:
             mean = probabilities.mean(0)
         else:  # (members, regions) -> (members, 1, regions, 1, ...) against (members, batch, regions, ...)
             shape = (*self.weights.shape[:1], 1, self.weights.shape[1], *[1] * (probabilities.ndim - 3))
             mean = (probabilities * self.weights.to(probabilities).view(shape)).sum(0)
         mean = mean.clamp(EPSILON, 1 - EPSILON)
-        return torch.log(mean) - torch.log1p(-mean)
+        joined = torch.log(mean) - torch.log1p(-mean)
+        if self.core_gate is None:
+            return joined
+        return torch.cat([joined, logits[self.core_gate][:, :1]], dim=1)

@@ -40,7 +40,7 @@ from scipy import ndimage
 from .context import context_fires, whole_tumour_with_context
 from .devices import DEVICES, DeviceError, available_devices, select_device
 from .jobs import Cancelled, ProgressCallback, ShouldStop, counted
-from .labels import BACKGROUND, ED, NCR, labels_from_regions, minor_components, small_enhancing
+from .labels import BACKGROUND, ED, NCR, REGION_NAMES, labels_from_regions, minor_components, small_enhancing
 from .onnx_model import OnnxModel
 from .preprocess import BRAIN_MARGIN, TUMOUR_EXCLUDED, Z_SCORE, brain_box, normalise
 from .resample import downsample, upsample
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [  # devices, Cancelled, brain_box, normalise and count_windows were defined here once; still importable
     "AUTO", "BRAIN_MARGIN", "DEVICES", "Cancelled", "DeviceError", "Segmentation", "available_devices", "brain_box",
-    "count_windows", "default_window", "normalise", "predict_regions", "predict_regions_onnx", "segment",
+    "count_windows", "default_window", "gate_core", "normalise", "predict_regions", "predict_regions_onnx", "segment",
     "select_device",
 ]
 
@@ -260,6 +260,24 @@ def labels_from_probabilities(probabilities: np.ndarray, brain: np.ndarray, thre
     return grow_whole_tumour(labels, probabilities[0], brain, wt_growth)
 
 
+def gate_core(probabilities: np.ndarray, brain: np.ndarray, threshold: Thresholds = 0.5,
+               min_component_fraction: float = MIN_COMPONENT_FRACTION) -> np.ndarray:
+    """The (3, Z, Y, X) WT/TC/ET probabilities of a gated ensemble's (4, Z, Y, X) output, whose fourth channel is
+    its gate member's own whole tumour: TC and ET are kept only in the tumour that the gate's whole tumour and the
+    core give once thresholded and cleaned up (:func:`labels_from_probabilities`).
+
+    So a core network's false core, which its own larger whole tumour drops as a minor component, stays dropped
+    beside another network's smaller whole tumour (weights/MODEL_CARD.md, *Session 20*).
+    """
+    if probabilities.shape[0] != len(REGION_NAMES) + 1:
+        raise ValueError(f"A gated ensemble writes WT, TC, ET and its gate's whole tumour, 4 channels; got "
+                         f"{probabilities.shape[0]}.")
+    own = labels_from_probabilities(probabilities[[3, 1, 2]], brain, threshold, min_component_fraction)
+    gated = probabilities[: len(REGION_NAMES)].copy()
+    gated[1:] *= own != BACKGROUND
+    return gated
+
+
 def segment(
     image: np.ndarray,
     model: nn.Module | OnnxModel,
@@ -295,7 +313,8 @@ def segment(
     model's ``info.wt_growth``) grows the final whole tumour by hysteresis (:func:`grow_whole_tumour`). A model whose
     ``info.scale`` is over 1 reads the brain box that many times coarser (:func:`~.resample.downsample`), and its
     probabilities come back to the case's grid (:func:`~.resample.upsample`) before they are thresholded. A model
-    with a context network (:mod:`.context`) also runs it once, and takes its whole tumour where its rule says.
+    with a context network (:mod:`.context`) also runs it once, and takes its whole tumour where its rule says. A
+    gated ensemble's core is kept only inside its gate member's own tumour (:func:`gate_core`).
     """
     check_growth(wt_growth)
     start = time.perf_counter()
@@ -352,6 +371,8 @@ def segment(
     if spread_crop is not None:
         uncertainty = np.zeros(image.shape[1:], dtype=np.float32)
         uncertainty[box] = spread_crop
+    if probabilities.shape[0] > len(REGION_NAMES):
+        probabilities = gate_core(probabilities, brain, threshold, min_component_fraction)
     labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels,
                                        wt_growth)
     if getattr(model, "context_network", None) is not None:

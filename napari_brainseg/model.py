@@ -130,7 +130,8 @@ ARCHITECTURES = {
     DEFAULT_ARCH: "MONAI UNet on 3-D patches (arch_kwargs: the UNet's arguments)",
     SLICE_ARCH: "MONAI 2-D UNet on axial slices, each with `context` neighbours on either side as channels",
     ENSEMBLE_ARCH: "networks whose probabilities are averaged (arch_kwargs: in_channels, out_channels, members, "
-                   "each an arch and its arch_kwargs, and optional weights, one per member and region)",
+                   "each an arch and its arch_kwargs; optional weights, one per member and region, and core_gate, "
+                   "the member whose own whole tumour bounds the core)",
     CONTEXT_ARCH: "a segmentation network and a coarse context network for the whole tumour (arch_kwargs: network, "
                   "an arch and its arch_kwargs; context, the context model's description; rule)",
 }
@@ -165,7 +166,7 @@ def build_network(info: ModelInfo) -> nn.Module:
         shared = {key: kwargs[key] for key in ("in_channels", "out_channels")}
         return Ensemble([build_network(ModelInfo(model_id=info.model_id, arch=member["arch"],
                                                  arch_kwargs={**member["arch_kwargs"], **shared}))
-                         for member in kwargs["members"]], kwargs.get("weights"))
+                         for member in kwargs["members"]], kwargs.get("weights"), kwargs.get("core_gate"))
     for key in ("channels", "strides"):
         kwargs[key] = tuple(kwargs[key])
     if info.arch == SLICE_ARCH:

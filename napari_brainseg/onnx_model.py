@@ -13,7 +13,7 @@ Usage (not run as a doctest: it needs real data or writes files)::
     model = load_onnx_model("bundled")
     model.info.model_id, model.window, model.precision
     ('brainseg-unet3d16-brats2018', (96, 96, 96), 'fp16')
-    logits = model(batch_of_windows)  # (B, 4, 96, 96, 96) float32 -> (B, 3, 96, 96, 96)
+    logits = model(batch_of_windows)  # (B, 4, 96, 96, 96) float32 -> (B, 3, 96, 96, 96); 4 for a gated ensemble
 """
 
 from __future__ import annotations
@@ -87,13 +87,15 @@ def metadata(info: ModelInfo, fingerprint: str, precision: str, window: Any, ove
         "overlap": str(overlap),
         "blend": "gaussian, sigma 0.125 x window",
         "input": f"{INPUT}: (batch, channels in model_info.channels order, z, y, x) float32, normalised",
-        "output": f"{OUTPUT}: (batch, 3, z, y, x) float32; sigmoid -> model_info.output",
+        "output": f"{OUTPUT}: (batch, 3, z, y, x) float32, or 4 channels for a gated ensemble (model_info.arch_kwargs "
+                  "core_gate; the 4th is its gate's whole tumour); sigmoid -> model_info.output",
     }
 
 
 @dataclass
 class OnnxModel:
-    """An export opened for inference: call it on a (B, C, Z, Y, X) float32 batch to get (B, 3, Z, Y, X) logits."""
+    """An export opened for inference: call it on a (B, C, Z, Y, X) float32 batch to get (B, 3, Z, Y, X) logits
+    (4 channels for a gated ensemble: :func:`~napari_brainseg.inference.gate_core`)."""
 
     path: Path
     info: ModelInfo

@@ -274,7 +274,8 @@ def refinement_network(base: str | Path = "bundled"):
     info = type(base_info)(**kept, parent=base_info.model_id)
     info.kind, info.guidance = REFINEMENT, dict(GUIDANCE)
     info.model_id = f"{base_info.model_id}-clicks"
-    info.arch_kwargs = {**base_info.arch_kwargs, "in_channels": base_info.arch_kwargs["in_channels"] + GUIDANCE_CHANNELS}
+    info.arch_kwargs = {**{k: v for k, v in base_info.arch_kwargs.items() if k != "core_gate"},  # regions only
+                        "in_channels": base_info.arch_kwargs["in_channels"] + GUIDANCE_CHANNELS}
     info.channels = [*base_info.channels, *(f"click:{label}" for label in CLICK_LABELS),
                      *(f"current:{name}" for name in REGION_NAMES)]
     network = build_network(info)

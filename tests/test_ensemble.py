@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from napari_brainseg.__main__ import main
-from napari_brainseg.inference import segment
+from napari_brainseg.inference import gate_core, segment
 from napari_brainseg.io import load_case
 from napari_brainseg.model import DEFAULT_ARCH_KWARGS, CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
 from napari_brainseg.model import OUTPUT_BEFORE_THRESHOLDS
@@ -180,3 +180,67 @@ def test_the_ensemble_records_the_whole_tumour_growth_it_is_given_else_none(memb
     assert load_model(ensemble_checkpoints(members, tmp_path / "plain.pt")[0])[1].wt_growth is None
     path, _ = ensemble_checkpoints(members, tmp_path / "grown.pt", wt_growth=[0.1, 5])
     assert load_model(path)[1].segment_options()["wt_growth"] == [0.1, 5]
+
+
+def test_a_gated_ensemble_writes_its_gate_member_s_own_whole_tumour_as_a_fourth_channel(members, tmp_path):
+    path, _ = ensemble_checkpoints(members, tmp_path / "gated.pt", weights=[[1, 0, 0], [0, 1, 1]], core_gate=1)
+    ensemble, info = load_model(path)
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.inference_mode():
+        got = torch.sigmoid(ensemble(x))
+        narrow, wide = (torch.sigmoid(load_model(m)[0](x)) for m in members)
+    assert info.arch_kwargs["core_gate"] == 1 and got.shape[1] == 4
+    assert torch.allclose(got[:, 0], narrow[:, 0], atol=1e-5) and torch.allclose(got[:, 1:3], wide[:, 1:], atol=1e-5)
+    assert torch.allclose(got[:, 3], wide[:, 0], atol=1e-5), "the gate's own whole tumour"
+
+
+def test_gating_drops_the_core_that_the_gate_member_s_own_clean_up_drops():
+    brain = np.ones((4, 24, 24), bool)
+    probabilities = np.zeros((4, *brain.shape), np.float32)
+    probabilities[0, :, 2:8, 2:8] = 0.9  # the whole tumour of the WT member: small
+    probabilities[3, :, 2:20, 2:20] = 0.9  # the gate member's own: large, around it
+    probabilities[1, :, 4:6, 4:6] = 0.9  # core inside the gate's tumour: kept
+    probabilities[1:3, :, 22:24, 22:24] = 0.9  # a speck of core far off, a minor component for the gate: dropped
+    gated = gate_core(probabilities, brain, min_component_fraction=0.3)
+    assert gated.shape == (3, *brain.shape)
+    assert np.array_equal(gated[0], probabilities[0]) and (gated[1, :, 4:6, 4:6] == 0.9).all()
+    assert not gated[1:, :, 22:24, 22:24].any()
+    with pytest.raises(ValueError, match="4 channels; got 3"):
+        gate_core(probabilities[:3], brain)
+
+
+def test_a_gated_ensemble_segments_into_three_regions_and_exports_to_onnx(members, tmp_path):
+    write_synthetic_case(tmp_path / "Case_000", "Case_000", shape=(40, 48, 32), seed=3)
+    case = load_case(tmp_path / "Case_000")
+    path, _ = ensemble_checkpoints(members, tmp_path / "gated.pt", weights=[[1, 0, 0], [0, 1, 1]], core_gate=1)
+    model, info = load_model(path)
+    by_torch = segment(case.image, model, device="cpu", **info.segment_options())
+    assert by_torch.probabilities.shape == (3, *case.image.shape[1:])
+    export_onnx(path)
+    onnx_model = load_onnx_model(path)
+    by_onnx = segment(case.image, onnx_model, **onnx_model.info.segment_options())
+    assert (by_onnx.labels == by_torch.labels).mean() > 0.999
+
+
+def test_a_gated_ensemble_is_fine_tuned_and_starts_a_click_network_of_three_regions(members, tmp_path):
+    data = tmp_path / "data"
+    write_synthetic_case(data / "Case_0", "Case_0", shape=(40, 48, 32), seed=0)
+    base, _ = ensemble_checkpoints(members, tmp_path / "gated.pt", core_gate=0)
+    cfg = finetune_config(base=str(base), data=[str(data)], out=str(tmp_path / "ft"), epochs=1, steps_per_epoch=1,
+                          patch_size=(32, 32, 32), device="cpu")
+    drive(finetune(cfg))
+    assert load_model(tmp_path / "ft" / MODEL_FILE)[1].arch_kwargs["core_gate"] == 0
+    network, info = refinement_network(base)
+    x = torch.randn(1, 4, 32, 32, 32)
+    guided = torch.cat([x, torch.zeros(1, info.arch_kwargs["in_channels"] - 4, 32, 32, 32)], 1)
+    with torch.inference_mode():
+        assert torch.allclose(network(guided), load_model(base)[0](x)[:, :3], atol=1e-5)
+    assert "core_gate" not in info.arch_kwargs
+
+
+def test_the_command_gates_the_core_by_a_checkpoint_counted_from_one(members, tmp_path, capsys):
+    assert main(["ensemble", *map(str, members), "--core-gate", "2", "--out", str(tmp_path / "g.pt")]) == 0
+    assert load_model(tmp_path / "g.pt")[1].arch_kwargs["core_gate"] == 1
+    assert main(["ensemble", *map(str, members), "--core-gate", "3", "--out", str(tmp_path / "h.pt")]) == 1
+    assert "The core gate must be one of the 2 checkpoints; got number 3." in capsys.readouterr().err
+    assert not (tmp_path / "h.pt").exists()

@@ -180,6 +180,10 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
                    help="each checkpoint's weight in each region's mean, one WT,TC,ET triple per checkpoint in their "
                         "order (say 1,0,0 0,1,1: the whole tumour from the first, the core and enhancing tumour from "
                         "the second; default: equal)")
+    p.add_argument("--core-gate", type=int, default=None, metavar="N",
+                   help="keep the core and enhancing tumour only inside the tumour that checkpoint N (1 = the first) "
+                        "finds on its own, thresholded and cleaned up: its false core beside another checkpoint's "
+                        "smaller whole tumour stays dropped (default: no gate)")
     _add_joined_checkpoint_options(p, version_from="the first checkpoint's",
                                    scored_on="the validation cases every member kept out", thresholds_from="0.5 each",
                                    second_pass_from="off", growth_from="none")
@@ -401,7 +405,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     path, rows = ensemble_checkpoints(args.checkpoints, args.out, model_id=args.model_id, version=args.version,
                                       half=args.half, val_data=args.data, device=args.device,
                                       thresholds=args.thresholds, second_pass=args.second_pass,
-                                      wt_growth=args.wt_growth, weights=args.weights)
+                                      wt_growth=args.wt_growth, weights=args.weights,
+                                      core_gate=None if args.core_gate is None else args.core_gate - 1)
     print(f"Joined {len(args.checkpoints)} checkpoints into an ensemble: {path}")
     if rows:
         print(f"On the {len(rows)} validation case(s) none of them trained on:")

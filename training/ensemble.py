@@ -5,7 +5,9 @@ same channels, normalised the same way, and write the same regions. The ensemble
 (``arch`` ``ensemble``): ``predict``, ``evaluate``, ``finetune``, ``export-onnx`` and the widgets take it
 like any other model, at the cost of one pass of each member. With ``weights`` the mean is weighted per region, so
 that each region can come from the member that finds it best (the bundled model since v1.6.0: the whole tumour from
-one network, the core and enhancing tumour from another).
+one network, the core and enhancing tumour from another). With ``core_gate`` the core and enhancing tumour are kept
+only inside the tumour that one member finds on its own (since v1.6.1, the core's own network:
+:func:`~napari_brainseg.inference.gate_core`).
 
 Example (two small untrained networks stand for two trained models):
     >>> from napari_brainseg.model import ModelInfo, build_network, load_model, save_checkpoint
@@ -62,9 +64,12 @@ def _check_compatible(first: ModelInfo, other: ModelInfo, name: str) -> None:
 
 
 def ensemble_info(infos: Sequence[ModelInfo], paths: Sequence[str | Path], model_id: str | None = None,
-                  version: str | None = None, weights: Sequence[Sequence[float]] | None = None) -> ModelInfo:
+                  version: str | None = None, weights: Sequence[Sequence[float]] | None = None,
+                  core_gate: int | None = None) -> ModelInfo:
     """The description of an ensemble of the models ``infos`` (read from ``paths``), its mean weighted by ``weights``
-    (one row per member, one weight per region; default: equal; see :func:`~.ensemble_network.region_weights`).
+    (one row per member, one weight per region; default: equal; see :func:`~.ensemble_network.region_weights`),
+    its core bounded by the member ``core_gate``'s own tumour when given (counted from 0; see
+    :func:`~napari_brainseg.inference.gate_core`).
 
     It trained on every case any member trained on; its validation cases are those that every member kept
     out of training.
@@ -77,6 +82,10 @@ def ensemble_info(infos: Sequence[ModelInfo], paths: Sequence[str | Path], model
     members = {"members": [{"arch": i.arch, "arch_kwargs": i.arch_kwargs} for i in infos]}
     if weights is not None:
         members["weights"] = region_weights(weights, len(infos), shared["out_channels"])
+    if core_gate is not None:
+        if not 0 <= core_gate < len(infos):
+            raise ValueError(f"The core gate must be one of the {len(infos)} checkpoints; got number {core_gate + 1}.")
+        members["core_gate"] = core_gate
     return ModelInfo(
         model_id=model_id or f"{first.model_id}-ensemble", version=version or first.version, arch=ENSEMBLE_ARCH,
         arch_kwargs={**shared, **members},
@@ -95,9 +104,11 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
                          thresholds: Sequence[float] | None = None,
                          second_pass: bool | None = None,
                          wt_growth: Sequence[float] | None = None,
-                         weights: Sequence[Sequence[float]] | None = None) -> tuple[Path, list[dict]]:
+                         weights: Sequence[Sequence[float]] | None = None,
+                         core_gate: int | None = None) -> tuple[Path, list[dict]]:
     """Write the ensemble of the checkpoints ``paths`` to ``out`` (never overwritten), its mean weighted per region
-    by ``weights`` (one row per checkpoint; default: equal), with ``thresholds`` (default
+    by ``weights`` (one row per checkpoint; default: equal), its core bounded by checkpoint ``core_gate``'s own
+    tumour when given (counted from 0; see :func:`ensemble_info`), with ``thresholds`` (default
     0.5 each) as its :attr:`~napari_brainseg.model.ModelInfo.thresholds`, ``second_pass`` (default off) as its
     :attr:`~napari_brainseg.model.ModelInfo.second_pass` and ``wt_growth`` (default none) as its
     :attr:`~napari_brainseg.model.ModelInfo.wt_growth`.
@@ -109,7 +120,7 @@ def ensemble_checkpoints(paths: Sequence[str | Path], out: str | Path, model_id:
     loaded = [load_model(path) for path in paths]
     for path, (_, info) in zip(paths[1:], loaded[1:]):
         _check_compatible(loaded[0][1], info, Path(path).name)
-    info = ensemble_info([i for _, i in loaded], paths, model_id, version, weights)
+    info = ensemble_info([i for _, i in loaded], paths, model_id, version, weights, core_gate)
     if thresholds:
         info.set_thresholds(thresholds)
     info.second_pass = bool(second_pass)

@@ -29,7 +29,7 @@ from napari_brainseg.atomic import atomic_path
 from napari_brainseg.clicks import Click, next_click
 from napari_brainseg.devices import select_device
 from napari_brainseg.jobs import Progress
-from napari_brainseg.labels import ET, NCR, labels_from_regions
+from napari_brainseg.labels import ET, NCR, REGION_NAMES, labels_from_regions
 from napari_brainseg.model import load_model, save_checkpoint
 from napari_brainseg.refine import GUIDANCE, network_input, refinement_network
 
@@ -93,7 +93,8 @@ def simulate_session(net: torch.nn.Module, segmenter: torch.nn.Module, image: np
     brain = np.any(image != 0, axis=0)
     with torch.no_grad():
         first = segmenter(torch.from_numpy(image)[None].to(device))[0]
-    current = labels_from_regions((torch.sigmoid(first) > 0.5).cpu().numpy() & brain)
+    regions = first[: len(REGION_NAMES)]  # a gated ensemble's gate channel is not a region
+    current = labels_from_regions((torch.sigmoid(regions) > 0.5).cpu().numpy() & brain)
     clicks: list[Click] = []
     for number in range(n_clicks):
         click = next_click(current, truth, brain)

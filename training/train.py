@@ -311,6 +311,8 @@ class Trainer:
         amp = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(image)
+        if logits.shape[1] > target.shape[1]:  # a gated ensemble's gate channel is its gate member's whole tumour
+            target = torch.cat([target, target[:, :1]], dim=1)
         loss = self.loss_fn(logits.float(), target)  # the Dice sums in fp32
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
