@@ -336,8 +336,8 @@ def segment(
 
         dev = device if isinstance(device, torch.device) else select_device(device)
 
-    def infer(crop: np.ndarray, stage: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """WT/TC/ET probabilities of a normalised crop, and their spread over flips (``None`` without)."""
+    def predict(crop: np.ndarray, stage: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's output probabilities for a normalised crop, and their spread over flips (``None`` without)."""
         nonlocal dev, fell_back
         if onnx:
             return predict_regions_onnx(model, crop, roi_size, overlap, progress, should_stop, stage), None
@@ -349,6 +349,13 @@ def segment(
         if fell_back_now:
             dev, fell_back = torch.device("cpu"), True
         return result
+
+    def infer(crop: np.ndarray, stage: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """WT/TC/ET probabilities of a normalised crop (a gated ensemble's core gated), and their spread."""
+        probs, spread = predict(crop, stage)
+        if probs.shape[0] > len(REGION_NAMES):
+            probs = gate_core(probs, seen_brain, threshold, min_component_fraction)
+        return probs, spread
 
     seen = downsample(raw, scale) if scale > 1 else raw
     seen_brain = np.any(seen != 0, axis=0)
@@ -371,8 +378,6 @@ def segment(
     if spread_crop is not None:
         uncertainty = np.zeros(image.shape[1:], dtype=np.float32)
         uncertainty[box] = spread_crop
-    if probabilities.shape[0] > len(REGION_NAMES):
-        probabilities = gate_core(probabilities, brain, threshold, min_component_fraction)
     labels = labels_from_probabilities(probabilities, brain, threshold, min_component_fraction, min_enhancing_voxels,
                                        wt_growth)
     if getattr(model, "context_network", None) is not None:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from napari_brainseg.__main__ import main
-from napari_brainseg.inference import gate_core, segment
+from napari_brainseg.ensemble_network import Ensemble
+from napari_brainseg.inference import SECOND_PASS_STAGE, SEGMENT_STAGE, gate_core, segment
 from napari_brainseg.io import load_case
 from napari_brainseg.model import DEFAULT_ARCH_KWARGS, CheckpointError, ModelInfo, build_network, load_model, save_checkpoint
 from napari_brainseg.model import OUTPUT_BEFORE_THRESHOLDS
@@ -244,3 +245,23 @@ def test_the_command_gates_the_core_by_a_checkpoint_counted_from_one(members, tm
     assert main(["ensemble", *map(str, members), "--core-gate", "3", "--out", str(tmp_path / "h.pt")]) == 1
     assert "The core gate must be one of the 2 checkpoints; got number 3." in capsys.readouterr().err
     assert not (tmp_path / "h.pt").exists()
+
+
+class BrightChannelZero(torch.nn.Module):
+    """Every region where the normalised first channel is over 1.5: a network whose tumour is known."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 8 * (x[:, :1].repeat(1, 3, 1, 1, 1) - 1.5)
+
+
+def test_a_gated_ensemble_segments_in_two_passes():
+    image = np.zeros((4, 24, 24, 24), np.float32)
+    image[:, 2:22, 2:22, 2:22] = 9 + 2 * (np.indices((20, 20, 20)).sum(0) % 2)  # brain 9 or 11: never over 1.5 sd
+    image[0, 8:14, 8:14, 8:14] += 6  # a bright lesion, far smaller than half the brain
+    gated = Ensemble([BrightChannelZero(), BrightChannelZero()], core_gate=1)
+    stages = []
+    result = segment(image, gated, device="cpu", roi_size=None, second_pass=True, min_component_fraction=0,
+                     progress=lambda p: stages.append(p.stage))
+    assert stages[0] == SEGMENT_STAGE and stages[-1] == SECOND_PASS_STAGE
+    assert result.probabilities.shape == (3, 24, 24, 24)
+    assert (result.labels[8:14, 8:14, 8:14] == 4).all() and (result.labels != 0).sum() == 6 ** 3
