@@ -23,6 +23,7 @@ from napari_brainseg.refine import refinement_network
 from napari_brainseg.synthetic import write_synthetic_case
 from napari_brainseg.training.ensemble import ensemble_checkpoints
 from napari_brainseg.training.finetune import finetune, finetune_config
+from napari_brainseg.training.refine import simulate_session
 from napari_brainseg.training.train import MODEL_FILE, drive
 
 NARROW = {**DEFAULT_ARCH_KWARGS, "channels": [4, 8], "strides": [2]}
@@ -265,3 +266,14 @@ def test_a_gated_ensemble_segments_in_two_passes():
     assert stages[0] == SEGMENT_STAGE and stages[-1] == SECOND_PASS_STAGE
     assert result.probabilities.shape == (3, 24, 24, 24)
     assert (result.labels[8:14, 8:14, 8:14] == 4).all() and (result.labels != 0).sum() == 6 ** 3
+
+
+def test_click_training_simulates_sessions_on_a_gated_ensemble_s_three_regions(members, tmp_path):
+    base, _ = ensemble_checkpoints(members, tmp_path / "gated.pt", core_gate=1)
+    segmenter, _ = load_model(base)
+    network, _ = refinement_network(base)
+    image = np.random.default_rng(0).normal(size=(4, 32, 32, 32)).astype(np.float32)
+    truth = np.zeros((32, 32, 32), np.uint8)
+    truth[10:20, 10:20, 10:20] = 2
+    clicks, labels = simulate_session(network, segmenter, image, truth, n_clicks=2, device=torch.device("cpu"))
+    assert 1 <= len(clicks) <= 2 and labels.shape == truth.shape and set(np.unique(labels)) <= {0, 1, 2, 4}
