@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceLoss, TverskyLoss
 
-from napari_brainseg.training.losses import DICE_BCE, DICE_SOFTMAX_CE, TVERSKY_SOFTMAX_CE, region_loss
+from napari_brainseg.training.losses import DICE_BCE, DICE_SOFTMAX_CE, TVERSKY_SOFTMAX_CE, region_loss, region_target
 
 
 def regions_and_logits(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,3 +62,13 @@ def test_an_unknown_loss_is_refused_with_the_known_ones():
     known = "dice-softmax-ce, dice-bce, tversky-softmax-ce"
     with pytest.raises(ValueError, match=f"Unknown loss 'focal'; choose one of {known}"):
         region_loss("focal")
+
+
+def test_the_targets_are_the_nested_regions_and_a_gated_ensemble_s_fourth_channel_learns_the_whole_tumour():
+    label = torch.tensor([0, 2, 1, 4, 2]).view(1, 1, 5)
+    three = region_target(label)
+    assert three[0].int().tolist() == [[0, 1, 1, 1, 1], [0, 0, 1, 1, 0], [0, 0, 0, 1, 0]]
+    four = region_target(label, channels=4)
+    assert torch.equal(four[:, :3], three) and torch.equal(four[:, 3], three[:, 0])
+    with pytest.raises(ValueError, match="3 or 4 channels; got 5"):
+        region_target(label, channels=5)

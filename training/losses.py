@@ -50,6 +50,23 @@ class TverskySoftmaxCELoss(torch.nn.Module):
         return self.tversky(logits, target) + self.default.ce(logits, target)
 
 
+def region_target(label: torch.Tensor, channels: int = 3) -> torch.Tensor:
+    """The float (B, ``channels``, ...) masks WT, TC, ET of a (B, 1, ...) label map. A gated ensemble writes a fourth
+    channel, its gate member's own whole tumour (:class:`~napari_brainseg.ensemble_network.Ensemble`): it learns WT.
+
+    >>> label = torch.tensor([0, 2, 1, 4]).view(1, 1, 4)
+    >>> region_target(label, channels=4)[0].int().tolist()
+    [[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 1, 1, 1]]
+    """
+    from napari_brainseg.labels import ET, NCR
+
+    if channels not in (3, 4):
+        raise ValueError(f"A network writes WT, TC and ET, and a gated ensemble its gate's whole tumour too: 3 or 4 "
+                         f"channels; got {channels}.")
+    regions = [label > 0, (label == NCR) | (label == ET), label == ET]
+    return torch.cat(regions + regions[: channels - 3], dim=1).float()
+
+
 def region_loss(name: str = DEFAULT_LOSS) -> torch.nn.Module:
     """The loss called ``name`` (a key of :data:`LOSSES`), taking logits and the (B, 3, ...) WT/TC/ET masks."""
     if name == DICE_BCE:

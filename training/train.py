@@ -55,7 +55,7 @@ from .data import (
 )
 from .defaults import DEFAULT_LOSS, DICE_SOFTMAX_CE, LOSSES, PRECISIONS
 from .evaluate import evaluate_steps, mean_scores
-from .losses import region_loss
+from .losses import region_loss, region_target
 
 __all__ = ["Progress", "TrainConfig", "Trainer", "drive", "epoch_checkpoint"]  # Progress, drive: from jobs
 
@@ -303,16 +303,12 @@ class Trainer:
         return self.cfg.seed * 100_003 + self.epoch * 1_009 + self.rank
 
     def _train_step(self, batch: dict, model: torch.nn.Module) -> float:
-        from napari_brainseg.labels import ET, NCR
-
         image = batch["image"].to(self.device)
         label = batch["label"].to(self.device)
-        target = torch.cat([label > 0, (label == NCR) | (label == ET), label == ET], dim=1).float()
         amp = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(image)
-        if logits.shape[1] > target.shape[1]:  # a gated ensemble's gate channel is its gate member's whole tumour
-            target = torch.cat([target, target[:, :1]], dim=1)
+        target = region_target(label, logits.shape[1])
         loss = self.loss_fn(logits.float(), target)  # the Dice sums in fp32
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
