@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from napari_brainseg.labels import REGION_NAMES, REGIONS
+
 from .defaults import DEFAULT_LOSS, DICE_BCE, DICE_SOFTMAX_CE, LOSSES, TVERSKY_ALPHA, TVERSKY_BETA, TVERSKY_SOFTMAX_CE
 
 
@@ -58,12 +60,10 @@ def region_target(label: torch.Tensor, channels: int = 3) -> torch.Tensor:
     >>> region_target(label, channels=4)[0].int().tolist()
     [[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 1, 1, 1]]
     """
-    from napari_brainseg.labels import ET, NCR
-
     if channels not in (3, 4):
         raise ValueError(f"A network writes WT, TC and ET, and a gated ensemble its gate's whole tumour too: 3 or 4 "
                          f"channels; got {channels}.")
-    regions = [label > 0, (label == NCR) | (label == ET), label == ET]
+    regions = [torch.isin(label, torch.tensor(sorted(REGIONS[name]), device=label.device)) for name in REGION_NAMES]
     return torch.cat(regions + regions[: channels - 3], dim=1).float()
 
 
