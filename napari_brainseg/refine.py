@@ -2,8 +2,9 @@
 
 :func:`refine` takes the raw (4, Z, Y, X) stack, the current labels and every click so far (oldest first, see
 :mod:`.clicks`) and returns new labels. It works in a bounded window centred on the newest click, so that a
-click costs well under a second on a laptop CPU; voxels outside the window never change, and neither do its
-inputs. Every click inside the window holds: its voxel ends with its label.
+click costs about a second on a laptop CPU; its inputs never change. Outside the window only region growing's
+border fit (below) changes voxels, on the tumour's border. Every click inside the window holds: its voxel ends
+with its label.
 
 Two methods, chosen by ``model``:
 
@@ -19,8 +20,14 @@ Two methods, chosen by ``model``:
   Elsewhere (a lesion the labels missed altogether) it reaches :data:`REACH_PER_DEPTH` times its depth. Holes
   are filled.
   A "not tumour" click on a tumour component that lies wholly in the window and holds under
-  :data:`ISLAND_SHARE` of all the tumour removes the component (a false island, not the tumour). No training
-  needed.
+  :data:`ISLAND_SHARE` of all the tumour removes the component (a false island, not the tumour).
+  Then, for a click that adds or removes tumour, a **border fit** lets the click reach along the whole
+  tumour's border, beyond the window: a per-case score of the smoothed modalities (least squares on them and
+  their squares) is fitted to the labels in a band round the border and to the clicks (weighted), and the
+  band is relabelled by it; only changes joined to a click that asks for them are kept (added voxels become
+  oedema, removed ones are oedema only), none if they would change over :data:`MAX_BORDER_CHANGE` of the
+  tumour. The labels' own border, calibrated by the clicks, says where faint oedema ends on this case. No
+  training needed.
 * a path: a **click-conditioned network** (DeepEdit's idea): a segmentation UNet with extra input channels,
   one Gaussian map per click label (:func:`clicks.guidance_maps`) and the current labels' WT/TC/ET masks,
   initialised from a segmentation model with the new channels' weights at zero (so that it starts as that
@@ -54,7 +61,7 @@ import numpy as np
 from scipy import ndimage
 
 from .clicks import CLICK_LABELS, BrainVoxels, Click, check_clicks, guidance_maps
-from .labels import BACKGROUND, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
+from .labels import BACKGROUND, ED, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
 from .preprocess import Z_SCORE, centre_and_spread, tumour_to_exclude
 
 REFINEMENT = "click-refinement"
@@ -73,6 +80,19 @@ GUIDANCE_CHANNELS = len(CLICK_LABELS) + len(REGION_NAMES)
 
 GROWING_WINDOW = (64, 96, 96)
 """The region growing's window (z, y, x) around the newest click: room for a missed shell round a large tumour."""
+BORDER_BAND = (4.0, 6.0)
+"""The border fit relabels voxels up to this many voxels inside and outside the tumour's border (in
+:data:`BAND_METRIC`'s distance, 20 times faster than the Euclidean one)..."""
+BAND_METRIC = "taxicab"
+BORDER_SMOOTHING = (1.0, 3.0)
+"""... by a score of each normalised modality smoothed at these Gaussian widths (voxels) and their squares..."""
+CLICK_WEIGHT = 0.05
+"""... fitted to the labels in the band and to every click (its voxel and six neighbours), each click weighing
+this share of the band's voxels..."""
+MAX_BORDER_CHANGE = 0.2
+"""... and keeps no change when it would change more than this share of the tumour's voxels (0: no border fit)."""
+_CLICK_NEIGHBOURHOOD = ndimage.generate_binary_structure(3, 1)
+"""The voxels a click speaks for in the border fit: its own and its six face neighbours."""
 CLICK_RADIUS = 2
 """A click's look is the mean of its voxel's label's voxels within this many voxels of it."""
 MIN_REST_VOXELS = 20
@@ -126,6 +146,8 @@ def refine(
         window[z - box[0].start, y - box[1].start, x - box[2].start] = label
     out = labels.astype(np.uint8, copy=True)
     out[box] = window
+    if network is None and _moves_border(labels, clicks[-1]):
+        _fit_border(image, out, labels, clicks)
     return out
 
 
@@ -253,6 +275,79 @@ def _remove_islands(window: np.ndarray, local: Sequence[Click], tumour_voxels: i
         component = components[z, y, x]
         if component and component not in touching and sizes[component] < ISLAND_SHARE * tumour_voxels:
             window[components == component] = BACKGROUND
+
+
+# --- the border fit ----------------------------------------------------------------------------------
+def _moves_border(labels: np.ndarray, click: Click) -> bool:
+    """Whether a click adds tumour to the background or removes it (rather than correcting a class)."""
+    z, y, x, label = click
+    return (label == BACKGROUND) != (labels[z, y, x] == BACKGROUND)
+
+
+def _tumour_box(labels: np.ndarray, clicks: Sequence[Click], margin: int) -> tuple[slice, ...]:
+    """The bounding box of the tumour and the clicks, ``margin`` voxels wider on every side (inside the volume)."""
+    points = np.vstack([np.argwhere(labels != BACKGROUND), [c[:3] for c in clicks]])
+    low, high = points.min(axis=0) - margin, points.max(axis=0) + 1 + margin
+    return tuple(slice(max(int(lo), 0), min(int(hi), n)) for lo, hi, n in zip(low, high, labels.shape))
+
+
+def _border_features(window: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The (voxels, features) design of the ``mask``'s voxels: each smoothed modality, its square, and 1."""
+    smoothed = np.stack([ndimage.gaussian_filter(channel, s)[mask] for channel in window for s in BORDER_SMOOTHING])
+    return np.column_stack([smoothed.T, smoothed.T**2, np.ones(smoothed.shape[1], np.float32)])
+
+
+def _fit_border(image: np.ndarray, labels: np.ndarray, before: np.ndarray, clicks: Sequence[Click]) -> None:
+    """Move the tumour's border (in place) where a score fitted to the labels and the clicks says (module doc).
+
+    ``before`` holds the labels before region growing: what it changed joins a change to its click.
+    """
+    tumour_voxels = np.count_nonzero(labels)
+    if not tumour_voxels:
+        return
+    box = _tumour_box(labels, clicks, int(max(BORDER_BAND) + 3 * max(BORDER_SMOOTHING)) + 2)
+    brain = np.any(image[(slice(None), *box)] != 0, axis=0)
+    window, tumour = labels[box], labels[box] != BACKGROUND
+    inside, outside = (ndimage.distance_transform_cdt(mask, metric=BAND_METRIC) for mask in (tumour, ~tumour))
+    band = brain & (inside <= BORDER_BAND[0]) & (outside <= BORDER_BAND[1])
+    asked, says_tumour = _click_neighbourhoods(clicks, box, brain)
+    fitted = band | asked
+    target = np.where(asked, says_tumour, tumour)[fitted].astype(np.float64)
+    weight = np.where(asked, CLICK_WEIGHT * band.sum() / _CLICK_NEIGHBOURHOOD.sum(), 1.0)[fitted]
+    design = _border_features(_normalised_window(image, brain, box), fitted).astype(np.float64)
+    coefficients = np.linalg.lstsq(design * np.sqrt(weight)[:, None], target * np.sqrt(weight), rcond=None)[0]
+    scored = tumour.copy()
+    scored[fitted] = design @ coefficients > 0.5
+    was_tumour = before[box] != BACKGROUND
+    added = _joined(scored & ~tumour, asked & says_tumour, tumour & ~was_tumour)
+    removed = _joined(tumour & ~scored & (window == ED), asked & ~says_tumour, was_tumour & ~tumour)
+    if added.sum() + removed.sum() > MAX_BORDER_CHANGE * tumour_voxels:
+        return
+    window[added], window[removed] = ED, BACKGROUND
+    for z, y, x, label in clicks:
+        labels[z, y, x] = label
+
+
+def _click_neighbourhoods(clicks: Sequence[Click], box: tuple[slice, ...],
+                          brain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In the ``box``: the brain voxels each click speaks for (its voxel and six neighbours; the newest click's
+    word on a voxel wins), and whether it says tumour there."""
+    asked, says_tumour = np.zeros(brain.shape, bool), np.zeros(brain.shape, bool)
+    for *voxel, label in clicks:
+        local = [v - s.start for v, s in zip(voxel, box)]
+        keep = tuple(slice(max(1 - v, 0), 3 - max(v + 2 - n, 0)) for v, n in zip(local, brain.shape))
+        near = tuple(slice(max(v - 1, 0), min(v + 2, n)) for v, n in zip(local, brain.shape))
+        spoken = _CLICK_NEIGHBOURHOOD[keep] & brain[near]
+        asked[near] |= spoken
+        says_tumour[near] = np.where(spoken, label != BACKGROUND, says_tumour[near])
+    return asked, says_tumour
+
+
+def _joined(change: np.ndarray, seeds: np.ndarray, grown: np.ndarray) -> np.ndarray:
+    """The voxels of ``change`` joined to a ``seeds`` voxel through ``change`` and what region growing ``grown``."""
+    components, _ = ndimage.label(change | grown)
+    kept = np.unique(components[seeds & (change | grown)])
+    return np.isin(components, kept[kept > 0]) & change
 
 
 # --- the click-conditioned network --------------------------------------------------------------------

@@ -108,12 +108,13 @@ def test_a_click_in_a_missed_region_labels_it_and_never_changes_its_inputs(case)
     assert mask_dice(out == ED, truth == ED) > 0.3 > mask_dice(labels == ED, truth == ED), "a good part recovered"
 
 
-def test_nothing_outside_the_window_changes(case, monkeypatch):
+def test_region_growing_changes_nothing_outside_its_window(case, monkeypatch):
     image, truth = case
     labels = truth.copy()
     labels[labels == ED] = BACKGROUND
     click = next_click(labels, truth, np.any(image != 0, axis=0))
     monkeypatch.setattr(refine_module, "GROWING_WINDOW", (12, 12, 12))  # smaller than the missed oedema
+    monkeypatch.setattr(refine_module, "MAX_BORDER_CHANGE", 0.0)  # no border fit
     out = refine(image, labels, [click])
     outside = np.ones(out.shape, bool)
     outside[click_window(click[:3], out.shape, (12, 12, 12))] = False
@@ -210,6 +211,66 @@ def test_a_not_tumour_click_on_the_tumour_itself_trims_it_rather_than_erasing_it
     out = refine(image, labels, [click])
     assert (out > 0).sum() >= 0.9 * (truth > 0).sum(), "the tumour stays"
     assert mask_dice(out > 0, truth > 0) >= mask_dice(labels > 0, truth > 0), "no worse: trimmed, not erased"
+
+
+CAP = 8
+"""The cap: the part of the tumour more than this many voxels above its centre."""
+WINDOW = (8, 8, 8)
+"""A growing window far smaller than the cap's shell."""
+
+
+def _cap_case(labelled_radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Enhancing tumour (r < 6) in oedema (r < 20), both looking as they are labelled, and labels whose oedema on
+    the cap ends at ``labelled_radius`` instead: the image, the truth and the labels."""
+    r, _, _ = _nested_balls({})
+    truth = np.where(r < 6, ET, np.where(r < 20, ED, BACKGROUND)).astype(np.uint8)
+    cap = np.arange(56)[:, None, None] < CENTRE - CAP
+    labels = np.where(cap & (r >= 6), np.where(r < labelled_radius, ED, BACKGROUND), truth).astype(np.uint8)
+    _, _, image = _nested_balls({"oedema": truth == ED, "enhancing": truth == ET})
+    return image, truth, labels
+
+
+def _outside_window(click: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    outside = np.ones(shape, bool)
+    outside[click_window(click[:3], shape, WINDOW)] = False
+    return outside
+
+
+def test_a_click_on_a_shell_missed_over_the_tumours_cap_restores_it_beyond_the_window(monkeypatch):
+    image, truth, labels = _cap_case(labelled_radius=17)
+    monkeypatch.setattr(refine_module, "GROWING_WINDOW", WINDOW)
+    click = (CENTRE - 18, CENTRE, CENTRE, ED)  # in the missed shell, on the tumour's top
+    out = refine(image, labels, [click])
+    missed = (labels != truth) & _outside_window(click, labels.shape)
+    assert missed.sum() > 1000 and (out[missed] == ED).mean() > 0.75, "most of the shell, beyond the window"
+    assert _changed_only_where_wrong(labels, out, truth), "and nothing else"
+
+
+def test_a_not_tumour_click_on_a_rim_over_drawn_on_the_cap_trims_it_beyond_the_window(monkeypatch):
+    image, truth, labels = _cap_case(labelled_radius=23)
+    monkeypatch.setattr(refine_module, "GROWING_WINDOW", WINDOW)
+    click = (CENTRE - 21, CENTRE, CENTRE, BACKGROUND)
+    out = refine(image, labels, [click])
+    extra = (labels != truth) & _outside_window(click, labels.shape)
+    assert extra.sum() > 1000 and (out[extra] == BACKGROUND).mean() > 0.9
+    assert _changed_only_where_wrong(labels, out, truth)
+
+
+def test_the_border_fit_keeps_no_change_larger_than_its_share_of_the_tumour(monkeypatch):
+    image, truth, labels = _cap_case(labelled_radius=17)
+    monkeypatch.setattr(refine_module, "GROWING_WINDOW", WINDOW)
+    missed = (labels != truth).sum() / (labels != BACKGROUND).sum()
+    monkeypatch.setattr(refine_module, "MAX_BORDER_CHANGE", missed / 2)
+    click = (CENTRE - 18, CENTRE, CENTRE, ED)
+    out = refine(image, labels, [click])
+    outside = _outside_window(click, labels.shape)
+    assert (out != labels).any() and np.array_equal(out[outside], labels[outside]), "region growing alone"
+
+
+def test_a_class_click_inside_the_tumour_leaves_its_border_alone():
+    image, truth, labels = _cap_case(labelled_radius=17)
+    out = refine(image, labels, [(CENTRE - 8, CENTRE, CENTRE, NCR)])
+    assert np.array_equal(out != BACKGROUND, labels != BACKGROUND)
 
 
 @pytest.mark.parametrize(
