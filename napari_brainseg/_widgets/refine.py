@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 CLICKS_ROLE = "clicks"
 MODIFIER = "Shift"
 NEGATIVE_COLOR = "#00bfff"
-GROWING = "Region growing (no training needed)"
+GROWING = "Region growing + border fit (no training needed)"
 HELP = (
     f"<b>{MODIFIER}+click</b> on the case adds a click of the class chosen below: in 2-D on the slice shown, "
     "in 3-D on the first tumour (else brain) voxel under the mouse. Each click corrects the labels around it at "
