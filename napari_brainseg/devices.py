@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
 AUTO_DEVICE = "auto"
 DEVICES: tuple[str, ...] = (AUTO_DEVICE, "cpu", "cuda", "mps")
 """Every device name accepted: ``auto`` (the best present), then each kind of device."""
+
+
+def cpu_threads() -> int:
+    """The CPU threads numpy-side work may use: ``OMP_NUM_THREADS`` when set (as torch does), else every CPU this
+    process may run on."""
+    try:
+        return max(int(os.environ["OMP_NUM_THREADS"]), 1)
+    except (KeyError, ValueError):
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class DeviceError(RuntimeError):

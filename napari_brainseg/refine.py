@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ import numpy as np
 from scipy import ndimage
 
 from .clicks import CLICK_LABELS, BrainVoxels, Click, check_clicks, guidance_maps
+from .devices import cpu_threads
 from .labels import BACKGROUND, ED, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
 from .preprocess import Z_SCORE, centre_and_spread, tumour_to_exclude
 
@@ -292,8 +294,13 @@ def _tumour_box(labels: np.ndarray, clicks: Sequence[Click], margin: int) -> tup
 
 
 def _border_features(window: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The (voxels, features) design of the ``mask``'s voxels: each smoothed modality, its square, and 1."""
-    smoothed = np.stack([ndimage.gaussian_filter(channel, s)[mask] for channel in window for s in BORDER_SMOOTHING])
+    """The (voxels, features) design of the ``mask``'s voxels: each smoothed modality, its square, and 1 (the
+    filters run on :func:`.devices.cpu_threads` threads: scipy releases the GIL)."""
+    def smooth(task: tuple[np.ndarray, float]) -> np.ndarray:
+        return ndimage.gaussian_filter(*task)[mask]
+
+    with ThreadPoolExecutor(cpu_threads()) as pool:
+        smoothed = np.stack(list(pool.map(smooth, [(channel, s) for channel in window for s in BORDER_SMOOTHING])))
     return np.column_stack([smoothed.T, smoothed.T**2, np.ones(smoothed.shape[1], np.float32)])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,16 @@ def test_asking_for_an_absent_accelerator_is_an_error_that_says_what_to_choose(m
 def test_an_unknown_device_name_is_an_error():
     with pytest.raises(DeviceError, match="Unknown device 'tpu'"):
         select_device("tpu")
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("3", 3), ("0", 1), ("many", None), (None, None)])
+def test_cpu_threads_follow_omp_num_threads_else_every_usable_cpu(monkeypatch, setting, expected):
+    if setting is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", setting)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert devices.cpu_threads() == (usable if expected is None else expected)
 
 
 def _accelerator_run(failure: Exception | None = None, nan: bool = False):
