@@ -84,7 +84,7 @@ GROWING_WINDOW = (64, 96, 96)
 """The region growing's window (z, y, x) around the newest click: room for a missed shell round a large tumour."""
 BORDER_BAND = (4.0, 6.0)
 """The border fit relabels voxels up to this many voxels inside and outside the tumour's border (in
-:data:`BAND_METRIC`'s distance, 20 times faster than the Euclidean one)..."""
+:data:`BAND_METRIC`'s distance: 0.05 s against 0.88 s for the Euclidean one on a 3 M-voxel box)..."""
 BAND_METRIC = "taxicab"
 BORDER_SMOOTHING = (1.0, 3.0)
 """... by a score of each normalised modality smoothed at these Gaussian widths (voxels) and their squares..."""

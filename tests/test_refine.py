@@ -267,6 +267,35 @@ def test_the_border_fit_keeps_no_change_larger_than_its_share_of_the_tumour(monk
     assert (out != labels).any() and np.array_equal(out[outside], labels[outside]), "region growing alone"
 
 
+def test_the_border_fit_removes_oedema_only_and_leaves_the_core_to_class_clicks(monkeypatch):
+    image, truth, labels = _cap_case(labelled_radius=23)
+    labels[(labels != truth) & (labels == ED)] = ET  # the over-drawn rim is enhancing, not oedema
+    monkeypatch.setattr(refine_module, "GROWING_WINDOW", WINDOW)
+    click = (CENTRE - 21, CENTRE, CENTRE, BACKGROUND)
+    out = refine(image, labels, [click])
+    outside = _outside_window(click, labels.shape)
+    assert np.array_equal(out[outside], labels[outside])
+
+
+def test_every_click_holds_after_a_border_fit(monkeypatch):
+    image, truth, labels = _cap_case(labelled_radius=17)
+    monkeypatch.setattr(refine_module, "GROWING_WINDOW", WINDOW)
+    older = (CENTRE - 12, CENTRE + 14, CENTRE, BACKGROUND)  # on the missed shell, outside the newest click's window
+    newest = (CENTRE - 18, CENTRE, CENTRE, ED)
+    assert _outside_window(newest, labels.shape)[older[:3]] and truth[older[:3]] == ED
+    out = refine(image, labels, [older, newest])
+    assert (out[_outside_window(newest, labels.shape)] == ED).sum() > 1000, "the fit reached the shell"
+    assert out[older[:3]] == BACKGROUND and out[newest[:3]] == ED
+
+
+def test_a_change_joins_its_click_through_what_region_growing_changed():
+    line = np.zeros((1, 1, 12), bool)
+    change, grown, seeds = line.copy(), line.copy(), line.copy()
+    change[..., 6:10], grown[..., 2:6], seeds[..., 2] = True, True, True
+    assert np.array_equal(refine_module._joined(change, seeds, grown), change)
+    assert not refine_module._joined(change, seeds, line).any(), "not joined without it"
+
+
 def test_a_class_click_inside_the_tumour_leaves_its_border_alone():
     image, truth, labels = _cap_case(labelled_radius=17)
     out = refine(image, labels, [(CENTRE - 8, CENTRE, CENTRE, NCR)])
