@@ -112,6 +112,8 @@ MIN_SHELL = 2.0
 """... and at least this many voxels from them..."""
 SHELL_REACH_PER_DEPTH, MAX_SHELL_REACH = 8.0, 64.0
 """... within this many times its depth (voxels) of it, at most :data:`MAX_SHELL_REACH`."""
+MAX_USEFUL_DEPTH = max(MAX_REACH / REACH_PER_DEPTH, MAX_SHELL_REACH / SHELL_REACH_PER_DEPTH)
+"""A click deeper than this in its region reaches as far as one this deep (its reach is at its bound)."""
 ISLAND_SHARE = 0.5
 """A "not tumour" click removes a whole tumour component only when it holds less than this share of the tumour."""
 SMOOTHING = 1.0
@@ -140,7 +142,8 @@ def refine(
     box = click_window(clicks[-1][:3], labels.shape, size)
     brain = np.any(image[(slice(None), *box)] != 0, axis=0)
     if network is None:
-        window = _grow_clicks(image, labels, brain, clicks, box)
+        statistics = brain_statistics(image)
+        window = _grow_clicks(image, labels, brain, clicks, box, statistics)
     else:
         window = _run_network(network, image, labels, brain, clicks, box, device)
     inside = [c for c in clicks if all(s.start <= v < s.stop for v, s in zip(c[:3], box))]
@@ -149,7 +152,7 @@ def refine(
     out = labels.astype(np.uint8, copy=True)
     out[box] = window
     if network is None and _moves_border(labels, clicks[-1]):
-        _fit_border(image, out, labels, clicks)
+        _fit_border(image, out, labels, clicks, statistics)
     return out
 
 
@@ -192,14 +195,13 @@ def brain_statistics(image: np.ndarray, normalisation: str = Z_SCORE,
     return np.array(centre), np.maximum(np.array(spread), 1e-6)
 
 
-def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...], normalisation: str = Z_SCORE,
-                       labels: np.ndarray | None = None) -> np.ndarray:
-    """The window of the normalised image, 0 outside the window's ``brain``: statistics over the whole brain, or
-    outside the ``labels``' tumour for a normalisation that leaves the tumour out."""
-    tumour = None if labels is None else tumour_to_exclude(labels, normalisation)
-    centre, spread = brain_statistics(image, normalisation, tumour)
-    crop = (image[(slice(None), *box)] - centre[:, None, None, None]) / spread[:, None, None, None]
-    return np.where(brain, crop, 0).astype(np.float32)
+def _normalised_window(image: np.ndarray, brain: np.ndarray, box: tuple[slice, ...],
+                       statistics: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The window of the image normalised by ``statistics`` (:func:`brain_statistics`), 0 outside its ``brain``."""
+    centre, spread = (np.asarray(s, np.float32)[:, None, None, None] for s in statistics)
+    crop = ((image[(slice(None), *box)] - centre) / spread).astype(np.float32, copy=False)
+    crop *= brain
+    return crop
 
 
 # --- click-seeded region growing ---------------------------------------------------------------------
@@ -222,7 +224,7 @@ def _grow(data: np.ndarray, current: np.ndarray, brain: np.ndarray, click: Click
         to_rest = (((data - data[:, rest].mean(axis=1)[:, None, None, None]) / spread[:, None, None, None]) ** 2)
         to_click, to_rest = to_click.mean(axis=0), to_rest.mean(axis=0)
         grown = region & (to_click < to_rest) & (to_click < MAX_DISTANCE**2)
-    depth = ndimage.distance_transform_edt(region)[z, y, x]
+    depth = _depth(region, (z, y, x), MAX_USEFUL_DEPTH)
     side = click_side(current, brain, click)
     if side.any():
         from_side = ndimage.distance_transform_edt(~side)
@@ -237,6 +239,17 @@ def _grow(data: np.ndarray, current: np.ndarray, brain: np.ndarray, click: Click
     return ndimage.binary_fill_holes(grown) & region
 
 
+def _depth(region: np.ndarray, voxel: tuple[int, int, int], cap: float) -> float:
+    """The Euclidean distance from ``voxel`` to the nearest voxel outside ``region`` (the array's edge is not
+    outside), or ``cap`` when that is nearer than it: a transform of a box of ``cap`` round the voxel only."""
+    r = int(np.ceil(cap))
+    near = tuple(slice(max(v - r, 0), v + r + 1) for v in voxel)
+    local = region[near]
+    if local.all():
+        return cap
+    return min(float(ndimage.distance_transform_edt(local)[tuple(v - s.start for v, s in zip(voxel, near))]), cap)
+
+
 def click_side(current: np.ndarray, brain: np.ndarray, click: Click) -> np.ndarray:
     """The voxels that already carry what the click says: the tumour for a click that adds tumour, the
     background for a "not tumour" click, else its class."""
@@ -249,14 +262,14 @@ def click_side(current: np.ndarray, brain: np.ndarray, click: Click) -> np.ndarr
 
 
 def _grow_clicks(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, clicks: Sequence[Click],
-                 box: tuple[slice, ...]) -> np.ndarray:
+                 box: tuple[slice, ...], statistics: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """The window's labels after each of its clicks in turn, oldest first (a click already obeyed does nothing)."""
     current = labels[box].copy()
     origin = [s.start for s in box]
     local = [(*(int(v - o) for v, o in zip(c[:3], origin)), c[3]) for c in clicks
              if all(s.start <= v < s.stop for v, s in zip(c[:3], box))]
     _remove_islands(current, local, np.count_nonzero(labels))
-    data = ndimage.gaussian_filter(_normalised_window(image, brain, box), (0, *[SMOOTHING] * 3))
+    data = ndimage.gaussian_filter(_normalised_window(image, brain, box, statistics), (0, *[SMOOTHING] * 3))
     for click in local:
         current[_grow(data, current, brain, click)] = click[3]
     return current
@@ -288,7 +301,8 @@ def _moves_border(labels: np.ndarray, click: Click) -> bool:
 
 def _tumour_box(labels: np.ndarray, clicks: Sequence[Click], margin: int) -> tuple[slice, ...]:
     """The bounding box of the tumour and the clicks, ``margin`` voxels wider on every side (inside the volume)."""
-    points = np.vstack([np.argwhere(labels != BACKGROUND), [c[:3] for c in clicks]])
+    tumour = ndimage.find_objects((labels != BACKGROUND).view(np.uint8))[0]
+    points = np.array([[s.start for s in tumour], [s.stop - 1 for s in tumour], *(c[:3] for c in clicks)])
     low, high = points.min(axis=0) - margin, points.max(axis=0) + 1 + margin
     return tuple(slice(max(int(lo), 0), min(int(hi), n)) for lo, hi, n in zip(low, high, labels.shape))
 
@@ -304,7 +318,8 @@ def _border_features(window: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.column_stack([smoothed.T, smoothed.T**2, np.ones(smoothed.shape[1], np.float32)])
 
 
-def _fit_border(image: np.ndarray, labels: np.ndarray, before: np.ndarray, clicks: Sequence[Click]) -> None:
+def _fit_border(image: np.ndarray, labels: np.ndarray, before: np.ndarray, clicks: Sequence[Click],
+                statistics: tuple[np.ndarray, np.ndarray]) -> None:
     """Move the tumour's border (in place) where a score fitted to the labels and the clicks says (module doc).
 
     ``before`` holds the labels before region growing: what it changed joins a change to its click.
@@ -321,7 +336,7 @@ def _fit_border(image: np.ndarray, labels: np.ndarray, before: np.ndarray, click
     fitted = band | asked
     target = np.where(asked, says_tumour, tumour)[fitted].astype(np.float64)
     weight = np.where(asked, CLICK_WEIGHT * band.sum() / _CLICK_NEIGHBOURHOOD.sum(), 1.0)[fitted]
-    design = _border_features(_normalised_window(image, brain, box), fitted).astype(np.float64)
+    design = _border_features(_normalised_window(image, brain, box, statistics), fitted).astype(np.float64)
     coefficients = np.linalg.lstsq(design * np.sqrt(weight)[:, None], target * np.sqrt(weight), rcond=None)[0]
     scored = tumour.copy()
     scored[fitted] = design @ coefficients > 0.5
@@ -432,7 +447,8 @@ def _run_network(network, image: np.ndarray, labels: np.ndarray, brain: np.ndarr
     from .inference import NET_MULTIPLE
 
     net, info = network
-    x = network_input(_normalised_window(image, brain, box, info.normalisation, labels), labels[box], clicks, box,
+    statistics = brain_statistics(image, info.normalisation, tumour_to_exclude(labels, info.normalisation))
+    x = network_input(_normalised_window(image, brain, box, statistics), labels[box], clicks, box,
                       info.guidance["sigma"])
     pad = [(0, 0)] + [(0, -s % NET_MULTIPLE) for s in x.shape[1:]]
     dev = select_device(device)

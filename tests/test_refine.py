@@ -296,6 +296,17 @@ def test_a_change_joins_its_click_through_what_region_growing_changed():
     assert not refine_module._joined(change, seeds, line).any(), "not joined without it"
 
 
+def test_a_clicks_depth_is_the_full_distance_transforms_up_to_the_depth_that_still_changes_its_reach():
+    rng = np.random.default_rng(0)
+    region = ndimage.binary_opening(rng.random((40, 40, 40)) < 0.9, iterations=2)
+    region[:, :, 30:] = True  # deep inside: the cap, and a region reaching the array's edge
+    full = ndimage.distance_transform_edt(region)
+    cap = refine_module.MAX_USEFUL_DEPTH
+    for voxel in [tuple(v) for v in np.argwhere(region)[::97]] + [(20, 20, 39), (0, 0, 35)]:
+        assert refine_module._depth(region, voxel, cap) == pytest.approx(min(full[voxel], cap))
+    assert refine_module._depth(np.ones((5, 5, 5), bool), (2, 2, 2), cap) == cap
+
+
 def test_a_class_click_inside_the_tumour_leaves_its_border_alone():
     image, truth, labels = _cap_case(labelled_radius=17)
     out = refine(image, labels, [(CENTRE - 8, CENTRE, CENTRE, NCR)])
