@@ -17,8 +17,9 @@ Two methods, chosen by ``model``:
   taken to be a shell on their border (the simulated user clicks mid-way through it): the click takes voxels
   no further from them than itself (:data:`SHELL_FACTOR`), within :data:`SHELL_REACH_PER_DEPTH` times its
   depth of it. This keeps a click on missed oedema from reaching far into look-alike brain beyond it.
-  Elsewhere (a lesion the labels missed altogether) it reaches :data:`REACH_PER_DEPTH` times its depth. Holes
-  are filled.
+  Elsewhere (a lesion the labels missed altogether), and for a click that adds necrosis or enhancing tumour to
+  the background (missed core lies beside the tumour, not round it as oedema does), it reaches
+  :data:`REACH_PER_DEPTH` times its depth. Holes are filled.
   A "not tumour" click on a tumour component that lies wholly in the window and holds under
   :data:`ISLAND_SHARE` of all the tumour removes the component (a false island, not the tumour).
   Then, for a click that adds or removes tumour, a **border fit** lets the click reach along the whole
@@ -63,7 +64,9 @@ from scipy import ndimage
 
 from .clicks import CLICK_LABELS, BrainVoxels, Click, check_clicks, guidance_maps
 from .devices import cpu_threads
-from .labels import BACKGROUND, ED, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels
+from .labels import (
+    BACKGROUND, ED, ET, NCR, REGION_NAMES, VALID_LABELS, LabelError, labels_from_regions, regions_from_labels,
+)
 from .preprocess import Z_SCORE, centre_and_spread, tumour_to_exclude
 
 REFINEMENT = "click-refinement"
@@ -226,7 +229,7 @@ def _grow(data: np.ndarray, current: np.ndarray, brain: np.ndarray, click: Click
         grown = region & (to_click < to_rest) & (to_click < MAX_DISTANCE**2)
     depth = _depth(region, (z, y, x), MAX_USEFUL_DEPTH)
     side = click_side(current, brain, click)
-    if side.any():
+    if side.any() and not _adds_core(current, click):
         from_side = ndimage.distance_transform_edt(~side)
         grown &= from_side <= max(SHELL_FACTOR * from_side[z, y, x], MIN_SHELL)
         reach = np.clip(SHELL_REACH_PER_DEPTH * depth, MIN_REACH, MAX_SHELL_REACH)
@@ -259,6 +262,13 @@ def click_side(current: np.ndarray, brain: np.ndarray, click: Click) -> np.ndarr
     if label == BACKGROUND:
         return (current == BACKGROUND) & brain
     return current == label
+
+
+def _adds_core(current: np.ndarray, click: Click) -> bool:
+    """Whether a click adds necrosis or enhancing tumour to the background: a lesion the labels missed beside the
+    tumour, never a shell round it as missed oedema is, so it grows without the shell's bounds."""
+    z, y, x, label = click
+    return current[z, y, x] == BACKGROUND and label in (NCR, ET)
 
 
 def _grow_clicks(image: np.ndarray, labels: np.ndarray, brain: np.ndarray, clicks: Sequence[Click],

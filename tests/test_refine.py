@@ -188,6 +188,20 @@ def test_a_click_on_missed_necrosis_inside_the_oedema_stops_where_look_alike_oed
     assert _changed_only_where_wrong(labels, out, truth)
 
 
+def test_a_click_on_missed_enhancement_beside_the_tumour_takes_all_of_it_not_a_shell_round_the_tumour():
+    r, _, _ = _nested_balls({})
+    centre = (CENTRE, CENTRE, CENTRE + 17)
+    from_centre = np.sqrt(sum((g - c) ** 2 for g, c in zip(np.indices(r.shape), centre)))
+    lesion = from_centre < 6
+    truth = np.where(lesion, ET, np.where(r < 10, ED, BACKGROUND)).astype(np.uint8)
+    labels = np.where(lesion, BACKGROUND, truth).astype(np.uint8)  # the lesion was missed
+    _, _, image = _nested_balls({"oedema": truth == ED, "enhancing": lesion})
+    out = refine(image, labels, [(*centre, ET)])
+    inner = from_centre < 4  # away from the lesion's edge, which smoothing blurs
+    assert (out[inner] == ET).all(), "its far side too, not only what lies as near the tumour as the click"
+    assert lesion[out != labels].all(), "and nothing else"
+
+
 def test_a_not_tumour_click_on_an_over_drawn_rim_trims_it_and_keeps_faint_tumour_inside():
     r, upper, _ = _nested_balls({})
     truth = np.where(r < 4, ET, np.where(r < 8, ED, BACKGROUND)).astype(np.uint8)
