@@ -49,6 +49,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "napari_brainseg/atomic.py": ("tests/test_atomic.py", "tests/test_export.py"),
     "napari_brainseg/measure.py": ("tests/test_measure.py",),
     "napari_brainseg/diff.py": ("tests/test_diff.py", "tests/test_export.py"),
+    "napari_brainseg/refine.py": ("tests/test_refine.py",),
     "training/evaluate.py": ("tests/test_evaluate.py", *(f"tests/test_training.py::test_{name}" for name in (
         "empty_truth_and_empty_prediction_score_dice_1_and_hd95_0", "a_region_empty_on_one_side_only_scores_dice_0",
         "a_perfect_prediction_scores_dice_1_and_hd95_0", "hd95_is_measured_in_millimetres_with_the_voxel_spacing"))),
@@ -59,6 +60,7 @@ INF, LAB = "napari_brainseg/inference.py", "napari_brainseg/labels.py"
 EXP, IO = "napari_brainseg/export.py", "napari_brainseg/io.py"
 MEA, DIF, EVA = "napari_brainseg/measure.py", "napari_brainseg/diff.py", "training/evaluate.py"
 ATO = "napari_brainseg/atomic.py"
+REF = "napari_brainseg/refine.py"
 
 MUTANTS: list[Mutant] = [
     # --- inference: the list
@@ -181,6 +183,20 @@ MUTANTS: list[Mutant] = [
            "added = int(matrix[label, :].sum() - matrix[label, label])"),
     Mutant("diff: relabelled counted as added", DIF,
            "out[changed & (prediction == BACKGROUND)] = ADDED", "out[changed & (corrected != BACKGROUND)] = ADDED"),
+    # --- click refinement: region growing and the border fit
+    Mutant("refine: added core grows as a shell", REF, "if side.any() and not _adds_core(current, click):",
+           "if side.any():"),
+    Mutant("refine: a click's depth box too small", REF, "r = int(np.ceil(cap))", "r = int(np.ceil(cap)) // 2"),
+    Mutant("refine: a click's depth never capped", REF, "if local.all():\n        return cap",
+           "if local.all():\n        return 0.0"),
+    Mutant("refine: fit changes joined through the whole tumour", REF,
+           "added = _joined(scored & ~tumour, asked & says_tumour, tumour & ~was_tumour)",
+           "added = _joined(scored & ~tumour, asked & says_tumour, tumour)"),
+    Mutant("refine: fit removes any class", REF, "tumour & ~scored & (window == ED)", "tumour & ~scored"),
+    Mutant("refine: no limit on a fit's change", REF, "if added.sum() + removed.sum() > MAX_BORDER_CHANGE",
+           "if added.sum() + removed.sum() > 100 * MAX_BORDER_CHANGE"),
+    Mutant("refine: clicks ignored by the fit", REF, "np.where(asked, CLICK_WEIGHT * band.sum()",
+           "np.where(asked, 0 * band.sum()"),
 ]
 
 
