@@ -244,7 +244,7 @@ def _grow(data: np.ndarray, current: np.ndarray, brain: np.ndarray, click: Click
 
 def _depth(region: np.ndarray, voxel: tuple[int, int, int], cap: float) -> float:
     """The Euclidean distance from ``voxel`` to the nearest voxel outside ``region`` (the array's edge is not
-    outside), or ``cap`` when that is nearer than it: a transform of a box of ``cap`` round the voxel only."""
+    outside), at most ``cap``: a distance transform of a box of ``cap`` round the voxel only."""
     r = int(np.ceil(cap))
     near = tuple(slice(max(v - r, 0), v + r + 1) for v in voxel)
     local = region[near]
